@@ -1,0 +1,203 @@
+"""Hyperparameters of ELECTRA pretraining: names, defaults, resolution order, type checks.
+
+This module is the single source of truth for the trainer's configuration. The names,
+defaults and resolution order are the reference's (google-research/electra); the type
+check is ours: the reference accepts any JSON value, so the tutorial's published
+`{"do_eval": "false"}` silently meant True (a non-empty string is truthy).
+"""
+import collections
+import json
+import os
+
+# Every hparam the trainer accepts, with its default. Paths are filled in per run
+# (see PretrainingConfig) and are listed here so that they can be overridden.
+DEFAULTS = collections.OrderedDict([
+    ("debug", False),                 # tiny model, 20 steps, wipes the model dir
+    ("do_train", True),
+    ("do_eval", False),
+    ("electra_objective", True),      # False: plain masked-LM training of the generator
+    ("electric_objective", False),    # ELECTRIC (energy-based cloze); see run_pretraining
+    ("gen_weight", 1.0),              # weight of the generator's MLM loss
+    ("disc_weight", 50.0),            # weight of the discriminator's loss
+    ("mask_prob", 0.15),
+    ("learning_rate", 5e-4),
+    ("lr_decay_power", 1.0),          # 1.0: linear decay to 0
+    ("weight_decay_rate", 0.01),
+    ("num_warmup_steps", 10000),
+    ("iterations_per_loop", 200),
+    ("save_checkpoints_steps", 1000),
+    ("num_train_steps", 1000000),
+    ("num_eval_steps", 100),
+    ("keep_checkpoint_max", 5),
+    ("model_size", "small"),          # small | base | large
+    ("model_hparam_overrides", {}),   # keys of the transformer config, see MODEL_HPARAM_TYPES
+    ("embedding_size", None),         # None: the hidden size; 128 for model_size small
+    ("vocab_size", 30522),
+    ("do_lower_case", True),
+    ("uniform_generator", False),     # generator replaced by uniform sampling
+    ("two_tower_generator", False),   # ELECTRIC only
+    ("untied_generator_embeddings", False),
+    ("untied_generator", True),       # False: generator and discriminator share all weights
+    ("generator_layers", 1.0),        # generator depth as a fraction of the discriminator's
+    ("generator_hidden_size", 0.25),  # generator width as a fraction of the discriminator's
+    ("disallow_correct", False),      # never sample the original token
+    ("temperature", 1.0),             # sampling temperature of the generator
+    ("max_seq_length", 128),
+    ("train_batch_size", 128),
+    ("eval_batch_size", 128),
+    ("use_tpu", False),
+    ("num_tpu_cores", 1),
+    ("tpu_job_name", None),
+    ("tpu_name", None),
+    ("tpu_zone", None),
+    ("gcp_project", None),
+    ("max_predictions_per_seq", 19),  # recomputed from mask_prob and max_seq_length
+    ("model_name", None),
+    ("pretrain_tfrecords", None),
+    ("vocab_file", None),
+    ("model_dir", None),
+    ("results_txt", None),
+    ("results_pkl", None),
+])
+
+# Hparams whose default is None, with the types they accept.
+_NONE_DEFAULT_TYPES = {
+    "embedding_size": (int,),
+    "tpu_job_name": (str,), "tpu_name": (str,), "tpu_zone": (str,), "gcp_project": (str,),
+    "model_name": (str,), "pretrain_tfrecords": (str,), "vocab_file": (str,),
+    "model_dir": (str,), "results_txt": (str,), "results_pkl": (str,),
+}
+
+# Keys `model_hparam_overrides` may set: the transformer configuration (modeling.BertConfig).
+MODEL_HPARAM_TYPES = {
+    "vocab_size": int, "hidden_size": int, "num_hidden_layers": int,
+    "num_attention_heads": int, "intermediate_size": int, "hidden_act": str,
+    "hidden_dropout_prob": float, "attention_probs_dropout_prob": float,
+    "max_position_embeddings": int, "type_vocab_size": int, "initializer_range": float,
+}
+
+MODEL_SIZES = {"small": (256, 12), "base": (768, 12), "large": (1024, 24)}
+
+DEBUG_OVERRIDES = collections.OrderedDict([
+    ("train_batch_size", 8), ("num_train_steps", 20), ("eval_batch_size", 4),
+    ("iterations_per_loop", 1), ("num_eval_steps", 2),
+])
+
+
+class HparamError(ValueError):
+  """An hparam that is unknown or of the wrong type; the message names key and value."""
+
+
+def _type_name(types):
+  names = {bool: "a boolean (true/false)", int: "an integer", float: "a number",
+           str: "a string", dict: "a JSON object"}
+  return " or ".join(names[t] for t in types)
+
+
+def _accepts(types, value):
+  # bool is an int in Python, but true/false is never a count or a rate.
+  if isinstance(value, bool):
+    return bool in types
+  if float in types and isinstance(value, int):
+    return True  # 1 is a fine value for a float such as disc_weight
+  return isinstance(value, tuple(t for t in types if t is not bool))
+
+
+def _check_value(key, value, types, nullable, where="hparam"):
+  if value is None and nullable:
+    return
+  if _accepts(types, value):
+    return
+  hint = ""
+  if bool in types and isinstance(value, str):
+    hint = (" (the reference reads any non-empty string as true, so %r would silently"
+            " mean true; write %s without quotes)"
+            % (value, "false" if value.strip().lower() in ("false", "0", "no") else "true"))
+  elif isinstance(value, str) and (int in types or float in types):
+    hint = " (write the number without quotes)"
+  raise HparamError("%s %s = %s has type %s; expected %s%s" % (
+      where, key, json.dumps(value), type(value).__name__, _type_name(types), hint))
+
+
+def expected_types(key):
+  """The types hparam `key` accepts, and whether it may be null."""
+  default = DEFAULTS[key]
+  if default is None:
+    return _NONE_DEFAULT_TYPES[key], True
+  return (type(default),), False
+
+
+def check_hparams(hparams):
+  """Raises HparamError unless every key is known and every value has the default's type."""
+  if not isinstance(hparams, dict):
+    raise HparamError("hparams must be a JSON object, got %s" % type(hparams).__name__)
+  for key, value in hparams.items():
+    if key not in DEFAULTS:
+      raise HparamError("unknown hparam %r (known: %s)" % (key, ", ".join(sorted(DEFAULTS))))
+    types, nullable = expected_types(key)
+    _check_value(key, value, types, nullable)
+  overrides = hparams.get("model_hparam_overrides", {})
+  for key, value in overrides.items():
+    if key not in MODEL_HPARAM_TYPES:
+      raise HparamError("unknown key %r in model_hparam_overrides (known: %s)"
+                        % (key, ", ".join(sorted(MODEL_HPARAM_TYPES))))
+    _check_value(key, value, (MODEL_HPARAM_TYPES[key],), False,
+                 where="model_hparam_overrides")
+  if "model_size" in hparams and hparams["model_size"] not in MODEL_SIZES:
+    raise HparamError("hparam model_size = %s; expected one of %s"
+                      % (json.dumps(hparams["model_size"]), ", ".join(MODEL_SIZES)))
+
+
+def load_hparams(text_or_path):
+  """--hparams: JSON text, or a path ending in .json to a file holding it (as the reference)."""
+  if text_or_path.endswith(".json"):
+    try:
+      with open(text_or_path) as f:
+        text = f.read()
+    except (IOError, OSError) as e:
+      raise HparamError("cannot read hparams file %s: %s" % (text_or_path, e.strerror or e))
+    source = text_or_path
+  else:
+    text, source = text_or_path, "--hparams"
+  try:
+    hparams = json.loads(text)
+  except ValueError as e:
+    raise HparamError("%s is not valid JSON (%s)" % (source, e))
+  if not isinstance(hparams, dict):
+    raise HparamError("%s must hold a JSON object, got %s" % (source, type(hparams).__name__))
+  return hparams
+
+
+class PretrainingConfig(object):
+  """The resolved configuration, with the reference's order of resolution."""
+
+  def __init__(self, model_name, data_dir, **hparams):
+    check_hparams(hparams)
+    for key, default in DEFAULTS.items():
+      setattr(self, key, json.loads(json.dumps(default)))  # fresh copies of {} defaults
+    self.model_name = model_name
+    self.pretrain_tfrecords = os.path.join(
+        data_dir, "pretrain_tfrecords/pretrain_data.tfrecord*")
+    self.vocab_file = os.path.join(data_dir, "vocab.txt")
+    self.model_dir = os.path.join(data_dir, "models", model_name)
+    results_dir = os.path.join(self.model_dir, "results")
+    self.results_txt = os.path.join(results_dir, "unsup_results.txt")
+    self.results_pkl = os.path.join(results_dir, "unsup_results.pkl")
+
+    self.update(hparams)
+    self.max_predictions_per_seq = int((self.mask_prob + 0.005) * self.max_seq_length)
+    if self.debug:
+      self.update(DEBUG_OVERRIDES)
+    if self.model_size == "small":
+      self.embedding_size = 128
+    # The hparams win over everything derived above (an explicit embedding_size, say).
+    self.update(hparams)
+
+  def update(self, hparams):
+    for key, value in hparams.items():
+      if key not in DEFAULTS:
+        raise HparamError("unknown hparam %r" % key)
+      setattr(self, key, value)
+
+  def to_dict(self):
+    return collections.OrderedDict((k, getattr(self, k)) for k in DEFAULTS)
