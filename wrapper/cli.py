@@ -1,0 +1,28 @@
+"""Command-line conventions shared by every wrapper entry point.
+
+Bad input is reported as one line on stderr, `<program>: error: <what and how to fix>`,
+with exit status 2 and no traceback (DEVELOPERS.md).
+"""
+import os
+import sys
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment; the message says how to fix it."""
+
+
+def fail(program, message, status=2):
+    sys.stderr.write("%s: error: %s\n" % (program, message))
+    sys.exit(status)
+
+
+def run_main(main, program=None):
+    """Calls main(); turns UserError (and Ctrl-C) into one line and a non-zero exit."""
+    program = program or os.path.basename(sys.argv[0])
+    try:
+        status = main()
+    except UserError as e:
+        fail(program, str(e))
+    except KeyboardInterrupt:
+        fail(program, "interrupted", status=130)
+    sys.exit(status or 0)

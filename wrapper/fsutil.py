@@ -1,0 +1,93 @@
+"""Outputs that are complete or absent, and never a deleted user file.
+
+A stage writes its directory aside (`.NAME.partial-PID` next to it) and renames it into
+place only when everything in it is written. A directory that already exists is replaced
+only when every file in it is one the stage itself produces (`owned`); otherwise the stage
+refuses, naming a foreign file.
+"""
+import contextlib
+import glob
+import os
+import shutil
+
+from wrapper.cli import UserError
+
+
+def foreign_files(directory, owned):
+    """Files under `directory` (relative paths) for which owned(relpath) is false."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        for name in files:
+            rel = os.path.relpath(os.path.join(root, name), directory)
+            if not owned(rel):
+                found.append(rel)
+    return sorted(found)
+
+
+def refuse_foreign(directory, owned, what):
+    if os.path.isdir(directory):
+        foreign = foreign_files(directory, owned)
+        if foreign:
+            raise UserError("%s %s holds files this stage did not write (%s%s); move them away or "
+                            "choose another directory" % (what, directory, foreign[0],
+                                                          " and %d more" % (len(foreign) - 1)
+                                                          if len(foreign) > 1 else ""))
+    elif os.path.exists(directory):
+        raise UserError("%s %s exists and is not a directory" % (what, directory))
+
+
+def _partial_name(final):
+    parent, base = os.path.split(os.path.abspath(final))
+    return os.path.join(parent, ".%s.partial-%d" % (base, os.getpid()))
+
+
+def remove_stale_partials(final):
+    """Leftovers of killed runs: only our own `.NAME.partial-*` / `.NAME.old-*` siblings."""
+    parent, base = os.path.split(os.path.abspath(final))
+    for path in glob.glob(os.path.join(parent, ".%s.partial-*" % base)) + \
+            glob.glob(os.path.join(parent, ".%s.old-*" % base)):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_output_dir(final, owned, what="output directory"):
+    """Yields a fresh directory to fill; on success it becomes `final`.
+
+    `owned(relpath)` says which files of an existing `final` this stage may replace.
+    On an exception the partial directory is removed and `final` is left as it was.
+    """
+    refuse_foreign(final, owned, what)
+    remove_stale_partials(final)
+    partial = _partial_name(final)
+    os.makedirs(partial)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    fsync_tree(partial)
+    if os.path.exists(final):
+        old = os.path.join(os.path.dirname(partial),
+                           ".%s.old-%d" % (os.path.basename(os.path.abspath(final)), os.getpid()))
+        os.rename(final, old)
+        os.rename(partial, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(partial, final)
+
+
+def fsync_tree(directory):
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+
+
+def atomic_write_text(path, text):
+    """Writes `path` via a temporary sibling and a rename: readers see old or new, never half."""
+    tmp = "%s.partial-%d" % (path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
