@@ -54,8 +54,8 @@ $(VENV)/.installed: requirements.lock scripts/setup_venv.sh
 	@PYTHON37="$(PYTHON37)" scripts/setup_venv.sh $(VENV) requirements.lock
 
 setup-modern: $(VENV_MODERN)/.installed ## create .venv-modern (Python >= 3.10, current transformers)
-$(VENV_MODERN)/.installed: requirements-modern.txt scripts/setup_venv.sh
-	@scripts/setup_venv.sh --modern $(VENV_MODERN) requirements-modern.txt
+$(VENV_MODERN)/.installed: requirements-modern.lock scripts/setup_venv.sh
+	@scripts/setup_venv.sh --modern $(VENV_MODERN) requirements-modern.lock
 
 test: setup setup-modern ## run the test suite (tests/)
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)

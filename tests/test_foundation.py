@@ -1,0 +1,124 @@
+"""The ground the pipeline stands on: pins, environments, Docker image, make help."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, run
+
+LOCK = os.path.join(REPO, "requirements.lock")
+DOCKERFILE = os.path.join(REPO, "docker", "Dockerfile")
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([A-Za-z0-9_.+\-]+)$")
+
+
+def read_pins(path):
+    pins = {}
+    for line in open(path):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = PIN.match(line)
+        assert m, "%s: not an exact pin: %r" % (os.path.basename(path), line)
+        pins[canonical(m.group(1))] = m.group(2)
+    return pins
+
+
+def canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_lock_pins_the_stack():
+    pins = read_pins(LOCK)
+    for name, version in [("tensorflow-gpu", "1.15.5"), ("protobuf", "3.20.3"),
+                          ("transformers", "2.8.0"), ("tokenizers", "0.5.2"),
+                          ("torch", "1.4.0"), ("numpy", "1.18.5"), ("pytest", "7.4.4")]:
+        assert pins.get(name) == version, (name, pins.get(name))
+
+
+def test_venv_holds_exactly_the_lock():
+    """make setup installed every pin, at its version, and nothing else."""
+    import importlib_metadata as metadata  # Python 3.7: the backport (in the lock)
+    installed = {canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    for tool in ("pip", "setuptools"):
+        installed.pop(tool, None)
+    assert installed == read_pins(LOCK)
+
+
+def test_lock_is_closed_under_dependencies():
+    """Resolving the lock WITH dependencies adds nothing: --no-deps installs lose nothing."""
+    proc = run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                "--disable-pip-version-check", "-q", "--report", "-", "-r", LOCK], check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+    report = json.loads(proc.stdout)
+    resolved = {canonical(item["metadata"]["name"]): item["metadata"]["version"]
+                for item in report["install"]}
+    resolved.pop("setuptools", None)  # pulled in by tensorboard/markdown; part of every venv
+    assert resolved == read_pins(LOCK)
+
+
+def test_dockerfile_installs_the_lock_and_only_the_lock():
+    text = open(DOCKERFILE).read()
+    # A base image that still exists (nvidia/cuda:10.x tags were deleted in 2023).
+    assert re.search(r"^FROM tensorflow/tensorflow:1\.15\.5-gpu-py3$", text, re.M)
+    assert "nvidia/cuda" not in re.findall(r"^FROM .*", text, re.M)[0]
+    assert re.search(r"python3\.7 -m venv", text), "the lock is for Python 3.7"
+    installs = re.findall(r"pip install ([^&\\\n]*)", text)
+    assert any("--no-deps -r requirements.lock" in i for i in installs), installs
+    for args in installs:
+        if "-r requirements.lock" in args:
+            continue
+        # Anything else installed by pip must be an exact pin of a bootstrap tool.
+        packages = [a for a in args.split() if not a.startswith("-")]
+        assert packages and all(PIN.match(p) for p in packages), args
+        assert all(canonical(PIN.match(p).group(1)) == "pip" for p in packages), args
+    assert "COPY requirements.lock" in text
+
+
+def test_hadolint_clean():
+    hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")
+    proc = run([hadolint, DOCKERFILE], check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout + proc.stderr
+
+
+def test_make_help_lists_every_stage():
+    out = run(["make", "-s", "help"], cwd=REPO).stdout
+    listed = set(re.findall(r"^  ([a-z0-9-]+) ", out, re.M))
+    for target in ["setup", "setup-modern", "test", "demo", "corpus", "vocab", "hparams",
+                   "pretrain-data", "pretrain", "convert", "verify", "predict", "tensorboard",
+                   "docker-build", "docker-run", "all", "bench-data", "bench-train"]:
+        assert target in listed, target
+    for variable in ["DATA_DIR", "MODEL_NAME", "PRESET", "HPARAMS_OVERRIDES", "CORPUS",
+                     "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE", "NUM_PROCESSES", "ELECTRA_DIR",
+                     "SENTENCE"]:
+        assert re.search(r"^  %s=" % variable, out, re.M), variable
+
+
+def test_setup_is_idempotent_and_fast():
+    proc = run([os.path.join(REPO, "scripts", "setup_venv.sh"), ".venv", "requirements.lock"],
+               cwd=REPO)
+    assert "up to date" in proc.stdout
+
+
+@pytest.mark.parametrize("case", ["not-3.7", "none-found"])
+def test_setup_without_python37_says_how_out(tmp_path, case):
+    env = {"HOME": str(tmp_path)}
+    if case == "not-3.7":
+        env["PYTHON37"] = "/bin/sh"
+    else:
+        # Only the basic tools on PATH: no python3.7 there, and no ~/.pyenv under this HOME.
+        env["PATH"] = "/usr/bin:/bin"
+        if os.path.exists("/usr/bin/python3.7"):
+            pytest.fail("this machine has /usr/bin/python3.7; the test needs a PATH without one")
+    proc = run([os.path.join(REPO, "scripts", "setup_venv.sh"), str(tmp_path / "venv"), LOCK],
+               check=False, env=env)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    if case == "not-3.7":
+        assert "is not a Python 3.7 interpreter" in lines[0]
+    else:
+        assert "pyenv" in lines[0] and "PYTHON37=" in lines[0] and "Docker" in lines[0]
+    assert not (tmp_path / "venv").exists()
