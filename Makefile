@@ -95,5 +95,8 @@ DOCKER_IMAGE ?= electra-spanish:tf1.15.5-gpu
 docker-build: ## build docker/Dockerfile (CUDA 10.0, cuDNN 7, TF 1.15.5, the lock file)
 	docker build -f docker/Dockerfile -t $(DOCKER_IMAGE) .
 docker-run: ## run `make TARGET` in the image with the GPU and DATA_DIR mounted
-	docker run --rm -it --gpus all -v "$(abspath $(DATA_DIR))":/workspace/data \
-	  $(DOCKER_IMAGE) make $(TARGET) DATA_DIR=/workspace/data
+	docker run --rm $(if $(shell [ -t 0 ] && echo tty),-it,) --gpus all \
+	  -v "$(abspath $(DATA_DIR))":/workspace/data $(DOCKER_IMAGE) \
+	  make $(TARGET) DATA_DIR=/workspace/data MODEL_NAME='$(MODEL_NAME)' PRESET='$(PRESET)' \
+	    HPARAMS_OVERRIDES='$(HPARAMS_OVERRIDES)' TRAIN_SIZE='$(TRAIN_SIZE)' VOCAB='$(VOCAB)' \
+	    VOCAB_SIZE='$(VOCAB_SIZE)' NUM_PROCESSES='$(NUM_PROCESSES)' SENTENCE='$(SENTENCE)'

@@ -14,6 +14,10 @@ def corpus_dir(data_dir):          # normalized text, one file per builder proce
     return os.path.join(data_dir, "corpus")
 
 
+def corpus_stats_file(data_dir):   # beside corpus/: the builder reads every file inside it
+    return os.path.join(data_dir, "corpus-stats.json")
+
+
 def downloads_dir(data_dir):       # raw downloads (OpenSubtitles), resumable
     return os.path.join(data_dir, "downloads")
 
