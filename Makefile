@@ -39,7 +39,8 @@ help: ## this list
 	@echo "  MODEL_NAME=$(MODEL_NAME)   model directory name under DATA_DIR/models"
 	@echo "  PRESET=$(PRESET)               hparams preset in hparams/ (tutorial, electra-small-1m, demo-cpu)"
 	@echo "  HPARAMS_OVERRIDES='{...}'     JSON object merged over the preset"
-	@echo "  CORPUS=path                   .txt/.gz file or directory instead of OpenSubtitles"
+	@echo "  CORPUS=path                   .txt/.gz file or directory instead of OpenSubtitles (several: a:b)"
+	@echo "  DOWNLOAD_BYTES=N              download only the first N bytes of OpenSubtitles (a slice)"
 	@echo "  TRAIN_SIZE=$(TRAIN_SIZE)          corpus lines kept"
 	@echo "  VOCAB=$(VOCAB)                   mbert | train | path/to/vocab.txt"
 	@echo "  VOCAB_SIZE=$(VOCAB_SIZE)              size of a trained vocab (VOCAB=train)"
@@ -61,34 +62,109 @@ test: setup setup-modern ## run the test suite (tests/)
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 # ---- pipeline --------------------------------------------------------------------------
-demo: ## whole pipeline offline on Debian's Spanish text, tiny model, CPU, minutes
-	@echo "make demo: not yet"; exit 1
-corpus: ## DATA_DIR/corpus from OpenSubtitles (or CORPUS=), first TRAIN_SIZE lines
-	@echo "make corpus: not yet"; exit 1
-vocab: ## DATA_DIR/vocab.txt (VOCAB=mbert|train|path)
-	@echo "make vocab: not yet"; exit 1
-hparams: ## DATA_DIR/hparams.json from PRESET + HPARAMS_OVERRIDES, type-checked
-	@echo "make hparams: not yet"; exit 1
-pretrain-data: ## DATA_DIR/pretrain_tfrecords with ELECTRA_DIR's builder
-	@echo "make pretrain-data: not yet"; exit 1
-pretrain: ## train into DATA_DIR/models/MODEL_NAME (resumes from the latest checkpoint)
-	@echo "make pretrain: not yet"; exit 1
-convert: ## Hugging Face discriminator + generator under DATA_DIR/models/MODEL_NAME/hf
-	@echo "make convert: not yet"; exit 1
-verify: ## TF vs PyTorch logits on real sentences (2.8.0 and current transformers)
-	@echo "make verify: not yet"; exit 1
-predict: ## discriminator's table for SENTENCE
-	@echo "make predict: not yet"; exit 1
-tensorboard: ## TensorBoard on DATA_DIR/models/MODEL_NAME
-	$(VENV)/bin/tensorboard --logdir "$(DATA_DIR)/models/$(MODEL_NAME)"
-all: ## the full recipe: corpus vocab hparams pretrain-data pretrain convert verify
-	@echo "make all: not yet"; exit 1
+# Each stage runs under wrapper/stages.py, which skips it when DATA_DIR/.stages/STAGE.done
+# matches the fingerprint of its inputs (files by content, variables by value): an interrupted
+# `make all` resumes at the stage that did not finish, and a changed corpus, vocab or hparams
+# redoes exactly what depends on it. A single target runs only its own stage.
+ABS_DATA_DIR  = $(abspath $(DATA_DIR))
+ABS_PY        = $(abspath $(PY))
+MODEL_DIR     = $(DATA_DIR)/models/$(MODEL_NAME)
+HF_DIR        = $(MODEL_DIR)/hf
+STAGE         = $(PY) -m wrapper.stages
+PIPELINE      := corpus vocab hparams pretrain-data pretrain convert verify
+# Our builder takes --seed (reproducible shards); an upstream checkout has no such flag.
+BUILDER_SEED  = $(if $(filter $(abspath third_party/electra),$(abspath $(ELECTRA_DIR))),--seed 1234)
+DOWNLOAD_BYTES ?=
+DEMO_DATA_DIR ?= $(DATA_DIR)/demo
+DEMO_VOCAB_SIZE ?= 4000
+DEBIAN_FORTUNES := /usr/share/games/fortunes/es
+DEBIAN_REFERENCE := /usr/share/debian-reference/debian-reference.es.txt.gz
+# make demo's text: CORPUS= when given, else Debian's Spanish text, else an OpenSubtitles slice.
+EMPTY :=
+SPACE := $(EMPTY) $(EMPTY)
+DEMO_CORPUS = $(or $(CORPUS),$(subst $(SPACE),:,$(strip $(wildcard $(DEBIAN_FORTUNES) $(DEBIAN_REFERENCE)))))
+DEMO_DOWNLOAD_BYTES = $(if $(DEMO_CORPUS),,4000000)
+DEMO_TRAIN_SIZE = $(if $(filter command line environment,$(origin TRAIN_SIZE)),$(TRAIN_SIZE),100000)
+
+demo: setup ## whole pipeline offline on Debian's Spanish text, tiny model, CPU, minutes
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory all predict DATA_DIR="$(DEMO_DATA_DIR)" CORPUS="$(DEMO_CORPUS)" \
+	  DOWNLOAD_BYTES="$(DEMO_DOWNLOAD_BYTES)" TRAIN_SIZE="$(DEMO_TRAIN_SIZE)" VOCAB=train VOCAB_SIZE="$(DEMO_VOCAB_SIZE)" \
+	  PRESET=demo-cpu && \
+	echo "Hugging Face model (ElectraForPreTraining): $(abspath $(DEMO_DATA_DIR))/models/$(MODEL_NAME)/hf/discriminator" && \
+	echo "make demo: done in $$(( $$(date +%s) - start )) s"
+
+corpus: setup ## DATA_DIR/corpus from OpenSubtitles (or CORPUS=), first TRAIN_SIZE lines
+	@$(STAGE) corpus --data-dir "$(DATA_DIR)" --input-list "$(CORPUS)" \
+	  --var CORPUS="$(CORPUS)" --var TRAIN_SIZE="$(TRAIN_SIZE)" --var NUM_PROCESSES="$(NUM_PROCESSES)" \
+	  --var DOWNLOAD_BYTES="$(DOWNLOAD_BYTES)" --output "$(DATA_DIR)/corpus" -- \
+	  $(PY) -m wrapper.corpus --data-dir "$(DATA_DIR)" --corpus "$(CORPUS)" --train-size "$(TRAIN_SIZE)" \
+	  --num-files "$(NUM_PROCESSES)" --download-bytes "$(DOWNLOAD_BYTES)"
+
+vocab: setup ## DATA_DIR/vocab.txt (VOCAB=mbert|train|path)
+	@$(STAGE) vocab --data-dir "$(DATA_DIR)" $(if $(filter train,$(VOCAB)),--input "$(DATA_DIR)/corpus") \
+	  $(if $(filter-out mbert train,$(VOCAB)),--input "$(VOCAB)") \
+	  --var VOCAB="$(VOCAB)" --var VOCAB_SIZE="$(if $(filter train,$(VOCAB)),$(VOCAB_SIZE))" \
+	  --output "$(DATA_DIR)/vocab.txt" -- \
+	  $(PY) -m wrapper.vocab --data-dir "$(DATA_DIR)" --vocab "$(VOCAB)" --vocab-size "$(VOCAB_SIZE)"
+
+hparams: setup ## DATA_DIR/hparams.json from PRESET + HPARAMS_OVERRIDES, type-checked
+	@$(STAGE) hparams --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/vocab.txt" \
+	  $(if $(wildcard hparams/$(PRESET).json),--input "hparams/$(PRESET).json",--input-list "$(PRESET)") \
+	  --var PRESET="$(PRESET)" --var HPARAMS_OVERRIDES='$(HPARAMS_OVERRIDES)' --var MODEL_NAME="$(MODEL_NAME)" \
+	  --output "$(DATA_DIR)/hparams.json" -- \
+	  $(PY) -m wrapper.hparams --data-dir "$(DATA_DIR)" --preset "$(PRESET)" \
+	  --overrides '$(HPARAMS_OVERRIDES)' --model-name "$(MODEL_NAME)"
+
+pretrain-data: setup ## DATA_DIR/pretrain_tfrecords with ELECTRA_DIR's builder
+	@flags=$$($(PY) -m wrapper.hparams --data-dir "$(DATA_DIR)" --builder-flags) && \
+	$(STAGE) pretrain-data --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/corpus" \
+	  --input "$(DATA_DIR)/vocab.txt" --var builder_flags="$$flags" \
+	  --var NUM_PROCESSES="$(NUM_PROCESSES)" --var ELECTRA_DIR="$(abspath $(ELECTRA_DIR))" \
+	  --output "$(DATA_DIR)/pretrain_tfrecords" -- \
+	  $(PY) "$(ELECTRA_DIR)/build_pretraining_dataset.py" --corpus-dir "$(DATA_DIR)/corpus" \
+	  --vocab-file "$(DATA_DIR)/vocab.txt" --output-dir "$(DATA_DIR)/pretrain_tfrecords" \
+	  $$flags --num-processes "$(NUM_PROCESSES)" $(BUILDER_SEED)
+
+pretrain: setup ## train into DATA_DIR/models/MODEL_NAME (resumes from the latest checkpoint)
+	@$(STAGE) pretrain-$(MODEL_NAME) --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/pretrain_tfrecords" \
+	  --input "$(DATA_DIR)/vocab.txt" --input "$(DATA_DIR)/hparams.json" \
+	  --var MODEL_NAME="$(MODEL_NAME)" --var ELECTRA_DIR="$(abspath $(ELECTRA_DIR))" \
+	  --keeps "$(MODEL_DIR)" --may-change num_train_steps --may-change save_checkpoints_steps \
+	  --may-change keep_checkpoint_max --may-change iterations_per_loop \
+	  --output "$(MODEL_DIR)/checkpoint" -- \
+	  bash -c 'cd "$(ELECTRA_DIR)" && exec "$(ABS_PY)" run_pretraining.py --data-dir "$(ABS_DATA_DIR)" \
+	  --model-name "$(MODEL_NAME)" --hparams "$(ABS_DATA_DIR)/hparams.json"'
+
+convert: setup ## Hugging Face discriminator + generator under DATA_DIR/models/MODEL_NAME/hf
+	@$(STAGE) convert-$(MODEL_NAME) --data-dir "$(DATA_DIR)" --input "$(MODEL_DIR)/checkpoint" \
+	  --input "$(DATA_DIR)/vocab.txt" --input "$(DATA_DIR)/hparams.json" \
+	  --output "$(HF_DIR)/discriminator" --output "$(HF_DIR)/generator" -- \
+	  $(PY) -m wrapper.export --data-dir "$(DATA_DIR)" --model-name "$(MODEL_NAME)"
+
+verify: setup ## TF vs PyTorch logits on real sentences (2.8.0 and current transformers)
+	@$(STAGE) verify-$(MODEL_NAME) --data-dir "$(DATA_DIR)" --input "$(MODEL_DIR)/checkpoint" \
+	  --input "$(HF_DIR)" --var modern="$(wildcard $(PY_MODERN))" -- \
+	  bash -c '$(PY) -m wrapper.verify --data-dir "$(DATA_DIR)" --model-name "$(MODEL_NAME)" && \
+	  if [ -x "$(PY_MODERN)" ]; then $(PY_MODERN) -m wrapper.verify --data-dir "$(DATA_DIR)" \
+	  --model-name "$(MODEL_NAME)"; else echo "verify: $(PY_MODERN) missing (make setup-modern); \
+	  checked with transformers 2.8.0 only"; fi'
+
+predict: setup ## discriminator's table for SENTENCE
+	@$(PY) -m wrapper.predict --model-dir "$(HF_DIR)/discriminator" "$(SENTENCE)"
+
+tensorboard: setup ## TensorBoard on DATA_DIR/models/MODEL_NAME
+	$(VENV)/bin/tensorboard --logdir "$(MODEL_DIR)"
+
+all: setup ## the full recipe: corpus vocab hparams pretrain-data pretrain convert verify
+	@for stage in $(PIPELINE); do \
+	  echo "== make $$stage"; $(MAKE) --no-print-directory $$stage || exit $$?; done
 
 # ---- benchmarks ------------------------------------------------------------------------
 bench-data: setup ## dataset builder speed vs the plain-Python path (MB/s, ratio, peak RSS)
 	@echo "make bench-data: not yet"; exit 1
 bench-train: setup ## training steps/s and time to first step (small and tiny)
-	@echo "make bench-train: not yet"; exit 1
+	$(PY) scripts/bench_train.py
 
 # ---- docker (V100 host) ----------------------------------------------------------------
 DOCKER_IMAGE ?= electra-spanish:tf1.15.5-gpu

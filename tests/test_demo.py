@@ -1,0 +1,46 @@
+"""`make demo` end to end in its shortest form: real Debian Spanish text, a trained vocab, the
+demo-cpu model for 20 steps, conversion, verification and the prediction table; then the
+stage records: a second run redoes nothing, and a run interrupted after a stage resumes at
+the stage that did not finish.
+"""
+import os
+import re
+
+from conftest import REPO, run
+
+MAKE = ["make", "--no-print-directory", "-C", REPO]
+STAGES = ["corpus", "vocab", "hparams", "pretrain-data", "pretrain-electra-spanish",
+          "convert-electra-spanish", "verify-electra-spanish"]
+SHORT = 'HPARAMS_OVERRIDES={"num_train_steps": 20, "save_checkpoints_steps": 20}'
+
+
+def demo(tmp_path):
+    return run(MAKE + ["demo", "DATA_DIR=%s" % tmp_path, SHORT], timeout=900)
+
+
+def assert_prediction_table(stdout):
+    lines = stdout.splitlines()
+    # A row of the sentence's tokens, then a row of the discriminator's 0/1 per token.
+    rows = [i for i, l in enumerate(lines) if "hablando" in l or "##" in l and "p" in l]
+    assert rows, stdout[-2000:]
+    marks = [l for l in lines if re.fullmatch(r"[\s01]+", l) and re.search(r"[01]", l)]
+    assert marks, stdout[-2000:]
+
+
+def test_demo_shortest_form_then_resume(tmp_path):
+    data = tmp_path / "demo"
+    hf = os.path.join(str(data), "models", "electra-spanish", "hf", "discriminator")
+    first = demo(tmp_path)
+    assert "Hugging Face model (ElectraForPreTraining): %s" % hf in first.stdout
+    assert os.path.isfile(os.path.join(hf, "config.json"))
+    assert_prediction_table(first.stdout)
+    assert "up to date" not in first.stdout
+    for stage in STAGES:
+        assert os.path.isfile(os.path.join(str(data), ".stages", stage + ".done")), stage
+
+    # An interruption after convert (verify's record missing): only verify runs again.
+    os.remove(os.path.join(str(data), ".stages", "verify-electra-spanish.done"))
+    again = demo(tmp_path)
+    assert again.stdout.count(": up to date") == len(STAGES) - 1, again.stdout
+    assert "verify-electra-spanish: up to date" not in again.stdout
+    assert_prediction_table(again.stdout)

@@ -1,0 +1,122 @@
+"""Locks: a second run on the same model or data directory is refused with one line naming
+the holder; a lock left by a SIGKILLed holder never blocks the next run."""
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import PY, REPO, run
+from test_reliability_support import Running, one_error_line
+
+LOCKING = [PY, "-m", "wrapper.locking"]
+
+
+def wait_for_holder(lock_file, timeout=30):
+    """The PID the holder wrote into the lock file (it writes before running its command)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(lock_file):
+            with open(lock_file) as f:
+                match = re.search(r"^pid=(\d+)$", f.read(), re.M)
+            if match:
+                return int(match.group(1))
+        time.sleep(0.05)
+    raise AssertionError("no holder recorded in %s" % lock_file)
+
+
+def hold(data_dir, tmp_path, name, model=None, seconds=60):
+    """A process holding the model (or data) lock while it sleeps."""
+    args = LOCKING + ["--data-dir", str(data_dir)]
+    if model:
+        args += ["--model-name", model]
+    holder = Running(args + ["--", "sleep", str(seconds)], str(tmp_path / "logs"), name)
+    lock = os.path.join(str(data_dir), ".locks",
+                        "model-%s.lock" % model if model else "data.lock")
+    return holder, wait_for_holder(lock)
+
+
+def test_second_run_on_same_model_is_refused_and_a_killed_holder_does_not_block(tmp_path):
+    data_dir = tmp_path / "data"
+    holder, pid = hold(data_dir, tmp_path, "holder", model="m")
+    assert pid == holder.proc.pid     # exec'd: the command itself holds the lock
+    try:
+        second = run(LOCKING + ["--data-dir", str(data_dir), "--model-name", "m",
+                                "--program", "pretrain", "--", "true"], check=False)
+        assert second.returncode == 2
+        line = one_error_line(second.stderr)
+        assert line.startswith("pretrain: error: model directory %s is in use by PID %d (sleep 60)"
+                               % (os.path.join(str(data_dir), "models", "m"), pid)), line
+        assert "kill %d" % pid in line
+        # Another model trains beside it; the data directory's outputs are only read by both.
+        other = run(LOCKING + ["--data-dir", str(data_dir), "--model-name", "other", "--",
+                               "echo", "other model runs"])
+        assert other.stdout.strip() == "other model runs"
+        # Rebuilding the data under a running training is refused, naming the training.
+        rebuild = run(LOCKING + ["--data-dir", str(data_dir), "--program", "pretrain-data",
+                                 "--", "true"], check=False)
+        assert rebuild.returncode == 2
+        assert re.match(r"pretrain-data: error: data directory .* is in use by PID %d \(sleep 60\)"
+                        % pid, one_error_line(rebuild.stderr)), rebuild.stderr
+    finally:
+        holder.kill()                 # SIGKILL: no chance to clean anything up
+    assert holder.proc.returncode == -signal.SIGKILL
+    lock_file = data_dir / ".locks" / "model-m.lock"
+    assert "pid=%d" % pid in lock_file.read_text()   # the stale record is still there
+    third = run(LOCKING + ["--data-dir", str(data_dir), "--model-name", "m", "--",
+                           "echo", "after the kill"])
+    assert third.stdout.strip() == "after the kill"
+    assert "pid=%d" % pid not in lock_file.read_text()
+
+
+def test_data_stage_lock_refuses_second_stage_and_allows_nested_stage(tmp_path):
+    data_dir = tmp_path / "data"
+    holder, pid = hold(data_dir, tmp_path, "corpus-holder")
+    try:
+        second = run(LOCKING + ["--data-dir", str(data_dir), "--program", "vocab", "--", "true"],
+                     check=False)
+        assert second.returncode == 2
+        assert "vocab: error: data directory %s (its stage outputs) is in use by PID %d" % (
+            data_dir, pid) in one_error_line(second.stderr)
+        training = run(LOCKING + ["--data-dir", str(data_dir), "--model-name", "m",
+                                  "--program", "pretrain", "--", "true"], check=False)
+        assert training.returncode == 2, "a training must not read data being rebuilt"
+    finally:
+        holder.kill()
+    # A stage run by a command that already holds the lock (make all around make corpus).
+    nested = run(LOCKING + ["--data-dir", str(data_dir), "--", "bash", "-c",
+                            " ".join(LOCKING) + " --data-dir %s -- echo nested ok" % data_dir])
+    assert nested.stdout.strip() == "nested ok"
+
+
+def test_lock_cli_bad_usage_is_one_line(tmp_path):
+    proc = run(LOCKING + ["--data-dir", str(tmp_path)], check=False)
+    assert proc.returncode == 2
+    assert one_error_line(proc.stderr).startswith("locking: error: usage:")
+    proc = run(LOCKING + ["--data-dir", str(tmp_path), "--", "no-such-command-xyz"], check=False)
+    assert proc.returncode == 2
+    assert "cannot run no-such-command-xyz" in one_error_line(proc.stderr)
+
+
+@pytest.mark.parametrize("target,model", [("pretrain", "m"), ("pretrain-data", None),
+                                          ("corpus", None), ("convert", "m")])
+def test_make_target_refuses_while_another_run_holds_the_lock(tmp_path, target, model):
+    """`make TARGET` is wrapped in the lock: refused at once, before touching anything."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    holder, pid = hold(data_dir, tmp_path, "holder", model=model)
+    try:
+        started = time.time()
+        proc = run(["make", "--no-print-directory", "-C", REPO, target,
+                    "DATA_DIR=%s" % data_dir, "MODEL_NAME=m", "CORPUS=/nonexistent"],
+                   check=False, timeout=120)
+        assert proc.returncode != 0
+        ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
+        assert len(ours) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert ours[0].startswith("%s: error: " % target), ours[0]
+        assert "is in use by PID %d (sleep 60)" % pid in ours[0]
+        assert time.time() - started < 60
+        assert sorted(os.listdir(str(data_dir))) == [".locks"], "nothing else written"
+    finally:
+        holder.kill()

@@ -1,0 +1,143 @@
+"""Helpers of the reliability tests: start a real process, SIGKILL it at a chosen moment.
+
+(No tests here; the module is named test_reliability_* so that it belongs to those tests.)
+
+A process is started in its own session, so that a kill reaches it and every child it
+started (make, a shell, the builder's worker processes), as a preemption or Ctrl-C would.
+Its stdout and stderr go to files that the trigger functions read while it runs.
+"""
+import glob
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import time
+
+from conftest import REPO
+
+DEFAULT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1",
+               "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+class Running(object):
+    """A started command whose output is collected in `log_dir`/NAME.out and .err."""
+
+    def __init__(self, args, log_dir, name, cwd=REPO, env=None):
+        os.makedirs(log_dir, exist_ok=True)
+        self.args = args
+        self.out_path = os.path.join(log_dir, name + ".out")
+        self.err_path = os.path.join(log_dir, name + ".err")
+        full_env = dict(os.environ, **DEFAULT_ENV)
+        full_env.update(env or {})
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.killed = False
+        self.started = time.time()
+
+    def output(self):
+        text = ""
+        for path in (self.out_path, self.err_path):
+            with open(path, errors="replace") as f:
+                text += f.read()
+        return text
+
+    def stdout(self):
+        with open(self.out_path, errors="replace") as f:
+            return f.read()
+
+    def stderr(self):
+        with open(self.err_path, errors="replace") as f:
+            return f.read()
+
+    def kill_when(self, condition, timeout, poll=0.003):
+        """SIGKILLs the whole process group as soon as condition() holds.
+
+        Returns True when it killed; False when the process ended first (the caller decides
+        whether that is a failure). Raises on timeout.
+        """
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                hit = condition()
+            except OSError:
+                hit = False     # a file vanished between listing and reading it
+            if hit:
+                self.kill()
+                return True
+            time.sleep(poll)
+        self.kill()
+        raise AssertionError("no trigger within %ds for %s; output:\n%s"
+                             % (timeout, " ".join(self.args), self.output()[-3000:]))
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.killed = True
+        wait_group_gone(self.proc.pid)
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("%s did not finish within %ds; output:\n%s"
+                                 % (" ".join(self.args), timeout, self.output()[-3000:]))
+
+
+def wait_group_gone(pgid, timeout=10):
+    """Waits until no process of the group is left (zombies of killed children included)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return
+        time.sleep(0.01)
+
+
+def after_delay(seconds):
+    deadline = time.time() + seconds
+    return lambda: time.time() >= deadline
+
+
+def seeded_delay(seed, low, high):
+    return random.Random(seed).uniform(low, high)
+
+
+def file_matching(pattern):
+    return lambda: bool(glob.glob(pattern))
+
+
+def tree_digest(directory):
+    """{relative path: sha256} of every file under `directory` ({} when absent)."""
+    digest = {}
+    if not os.path.isdir(directory):
+        return digest
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                digest[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return digest
+
+
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def one_error_line(stderr):
+    """The single non-empty stderr line of a refused run (asserts there is exactly one)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1, stderr
+    return lines[0]

@@ -1,0 +1,165 @@
+# coding=utf-8
+"""Fast BERT tokenization of many lines at once, equal to tokenization.FullTokenizer.
+
+The plain tokenizer walks every character in Python. This one does the same steps
+with whole-string operations that run in C, over many lines joined by "\\n":
+  1. clean-up and CJK spacing: only the characters that need it (found from the set of
+     distinct characters) are replaced, by one regular-expression substitution;
+  2. lower-casing: str.lower() of the whole text. BERT lower-cases each whitespace-
+     separated word; the only context-dependent mapping of str.lower() (final sigma)
+     never looks across whitespace, so the result is the same;
+  3. accent stripping: NFD of the whole text, then the category-Mn characters removed.
+     Canonical reordering never crosses a starter such as a space, so again the same;
+  4. splitting on whitespace (str.split's own set, which `\\s` of `re` matches) and on
+     punctuation: one findall per line with `punct|[^punct\\s]+`, built for the
+     punctuation characters present;
+  5. WordPiece: per distinct word, computed once by the plain WordpieceTokenizer and
+     cached, then looked up.
+Every character class comes from tokenization.py's own predicates, so both paths share
+one definition; tests compare the two on real corpora line by line.
+"""
+
+import itertools
+import re
+import unicodedata
+
+import tokenization
+
+# A cache of this many distinct words is dropped and rebuilt (memory bound on huge corpora).
+MAX_CACHED_WORDS = 2000000
+# What the end of a line maps to in the flat stream of ids (real ids are never negative).
+LINE_END_ID = -1
+LINE_END = (LINE_END_ID,)
+
+
+class _WordIds(dict):
+  """word -> tuple of WordPiece ids, filled on first use."""
+
+  def __init__(self, vocab):
+    super(_WordIds, self).__init__()
+    self._vocab = vocab
+    self._wordpiece = tokenization.WordpieceTokenizer(vocab=vocab)
+
+  def __missing__(self, word):
+    if len(self) >= MAX_CACHED_WORDS:
+      self.clear()
+    if word == "\n":
+      ids = LINE_END
+    else:
+      vocab = self._vocab
+      ids = tuple(vocab[piece] for piece in self._wordpiece.tokenize_word(word))
+    self[word] = ids
+    return ids
+
+
+def _char_class(chars):
+  """A regular-expression class of exactly these characters (each written as an escape)."""
+  return "[" + "".join("\\U%08x" % ord(c) for c in sorted(chars)) + "]"
+
+
+class BulkTokenizer(object):
+  """Token ids of many lines at once; `ids_of_lines(lines)` equals
+  [convert_tokens_to_ids(tokenize(line)) for line in lines] of tokenization.FullTokenizer
+  for lines without "\\n"."""
+
+  def __init__(self, vocab, do_lower_case=True, strip_accents=True):
+    self._do_lower_case = do_lower_case
+    self._strip_accents = do_lower_case and strip_accents
+    self._word_ids = _WordIds(vocab)
+    self._seen = set()           # characters classified so far
+    self._cleanup = {}           # char -> replacement ("" removed, " " whitespace, " c " CJK)
+    self._punctuation = set()    # punctuation characters seen after normalization
+    self._punctuation_checked = set()
+    self._cleanup_re = None
+    self._split_re = re.compile(r"\n|\S+")
+    self._mn_seen = set()
+    self._mn = set()
+    self._mn_re = None
+
+  def _learn(self, text):
+    """Classifies characters not seen before; rebuilds the patterns when needed."""
+    new = set(text)
+    new.difference_update(self._seen)
+    if not new:
+      return
+    self._seen.update(new)
+    changed = False
+    for char in new:
+      if char == "\n":
+        continue   # the line separator of the joined text; lines hold no "\n" themselves
+      if tokenization.is_removed(char):
+        self._cleanup[char] = ""
+      elif tokenization.is_whitespace(char):
+        if char == " ":
+          continue
+        self._cleanup[char] = " "
+      elif tokenization.is_cjk_codepoint(ord(char)):
+        self._cleanup[char] = " " + char + " "
+      else:
+        continue
+      changed = True
+    if changed:
+      self._cleanup_re = re.compile(_char_class(self._cleanup))
+    # Without lower-casing, clean-up only removes characters or turns them into spaces,
+    # so the raw characters are all the punctuation candidates there are.
+    self._learn_normalized(new)
+
+  def _learn_normalized(self, text):
+    """Learns punctuation among characters as they are after lower-casing/accent stripping."""
+    new = set(text)
+    new.difference_update(self._punctuation_checked)
+    if not new:
+      return
+    self._punctuation_checked.update(new)
+    punctuation = [c for c in new if tokenization.is_punctuation(c)]
+    if punctuation:
+      self._punctuation.update(punctuation)
+      punct = _char_class(self._punctuation)
+      self._split_re = re.compile(r"\n|" + punct + "|[^" + punct[1:-1] + r"\s]+")
+
+  def _remove_nonspacing_marks(self, text):
+    new = set(text)
+    new.difference_update(self._mn_seen)
+    if new:
+      self._mn_seen.update(new)
+      marks = [c for c in new if unicodedata.category(c) == "Mn"]
+      if marks:
+        self._mn.update(marks)
+        self._mn_re = re.compile(_char_class(self._mn))
+    if self._mn_re is None:
+      return text
+    return self._mn_re.sub("", text)
+
+  def normalize(self, text):
+    """Steps 1-3 on text whose lines are separated by "\\n"."""
+    self._learn(text)
+    if self._cleanup_re is not None:
+      cleanup = self._cleanup
+      text = self._cleanup_re.sub(lambda m: cleanup[m.group()], text)
+    if self._do_lower_case:
+      text = text.lower()
+      if self._strip_accents:
+        text = self._remove_nonspacing_marks(unicodedata.normalize("NFD", text))
+    return text
+
+  def ids_of_lines(self, lines):
+    """Token ids of each line (lines must not contain "\\n")."""
+    if not lines:
+      return []
+    normalized = self.normalize("\n".join(lines) + "\n")
+    if self._do_lower_case:
+      self._learn_normalized(normalized)
+    # One findall and one lookup pass over the whole text; a "\n" word marks each line end.
+    words = self._split_re.findall(normalized)
+    flat = list(itertools.chain.from_iterable(map(self._word_ids.__getitem__, words)))
+    result = []
+    append = result.append
+    find_end = flat.index
+    start = 0
+    for _ in range(len(lines)):
+      end = find_end(LINE_END_ID, start)
+      append(flat[start:end])
+      start = end + 1
+    if start != len(flat):
+      raise AssertionError("line ends lost in normalization")
+    return result

@@ -1,0 +1,74 @@
+"""Adam with decoupled weight decay (no bias correction), clipping and the LR schedule.
+
+Slots are plain variables named `<variable>/adam_m` and `<variable>/adam_v`, as in the
+reference's checkpoints; `global_step` is the estimator's int64 step.
+"""
+import re
+
+import tensorflow.compat.v1 as tf
+
+# Variables whose name contains one of these get no weight decay.
+NO_DECAY_NAME_PARTS = ("LayerNorm", "layer_norm", "bias")
+
+
+def learning_rate_schedule(learning_rate, global_step, num_train_steps, num_warmup_steps,
+                           lr_decay_power=1.0):
+  """Polynomial decay to 0 over num_train_steps, times min(1, step / num_warmup_steps)."""
+  rate = tf.train.polynomial_decay(learning_rate, global_step, num_train_steps,
+                                   end_learning_rate=0.0, power=lr_decay_power, cycle=False)
+  if num_warmup_steps > 0:
+    warmup = tf.cast(global_step, tf.float32) / float(num_warmup_steps)
+    rate *= tf.minimum(1.0, warmup)
+  return rate
+
+
+def variable_name(variable):
+  return re.sub(r":\d+$", "", variable.name)
+
+
+def uses_weight_decay(name):
+  return not any(part in name for part in NO_DECAY_NAME_PARTS)
+
+
+def adam_weight_decay_update(grads_and_vars, learning_rate, weight_decay_rate,
+                             beta_1=0.9, beta_2=0.999, epsilon=1e-6):
+  """The update ops; call at the root variable scope (slot names are absolute)."""
+  updates = []
+  for grad, var in grads_and_vars:
+    if grad is None:
+      continue
+    name = variable_name(var)
+    shape = var.shape.as_list()
+    m = tf.get_variable(name + "/adam_m", shape, tf.float32, trainable=False,
+                        initializer=tf.zeros_initializer())
+    v = tf.get_variable(name + "/adam_v", shape, tf.float32, trainable=False,
+                        initializer=tf.zeros_initializer())
+    if isinstance(grad, tf.IndexedSlices):
+      grad = tf.convert_to_tensor(grad)
+    next_m = beta_1 * m + (1.0 - beta_1) * grad
+    next_v = beta_2 * v + (1.0 - beta_2) * tf.square(grad)
+    update = next_m / (tf.sqrt(next_v) + epsilon)
+    if weight_decay_rate and uses_weight_decay(name):
+      update += weight_decay_rate * var
+    updates.extend([var.assign(var - learning_rate * update), m.assign(next_m),
+                    v.assign(next_v)])
+  return tf.group(*updates)
+
+
+def create_train_op(loss, learning_rate, num_train_steps, num_warmup_steps,
+                    weight_decay_rate=0.0, lr_decay_power=1.0, num_tpu_shards=0):
+  """Returns (train_op, learning-rate tensor); the train op also advances global_step."""
+  global_step = tf.train.get_or_create_global_step()
+  rate = learning_rate_schedule(learning_rate, global_step, num_train_steps,
+                                num_warmup_steps, lr_decay_power)
+  tvars = tf.trainable_variables()
+  grads = tf.gradients(loss, tvars)
+  if num_tpu_shards:
+    # The mean over TPU cores, as a cross-shard optimizer would take.
+    grads = [None if g is None else tf.tpu.cross_replica_sum(tf.convert_to_tensor(g))
+             / float(num_tpu_shards) for g in grads]
+  grads, _ = tf.clip_by_global_norm(grads, clip_norm=1.0)
+  apply_op = adam_weight_decay_update(zip(grads, tvars), rate, weight_decay_rate)
+  with tf.control_dependencies([apply_op]):
+    train_op = global_step.assign_add(1)
+  return tf.group(train_op), rate

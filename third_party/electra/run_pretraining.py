@@ -1,0 +1,353 @@
+"""Pretrains ELECTRA (generator + discriminator) on the builder's TFRecords.
+
+Drop-in replacement for google-research/electra's run_pretraining.py: same command line,
+hparams, objective and checkpoint variables. Run from this folder:
+
+  python run_pretraining.py --data-dir DIR --model-name NAME --hparams '{"...": ...}'
+
+DIR/pretrain_tfrecords/pretrain_data.tfrecord* are read, DIR/vocab.txt gives the special
+token ids, checkpoints and TensorBoard events go to DIR/models/NAME, evaluation results
+to DIR/models/NAME/results/unsup_results.{txt,pkl}.
+"""
+import argparse
+import datetime
+import logging
+import os
+import pickle
+import re
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+  sys.path.insert(0, _HERE)
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+from tensorflow.python.util import deprecation  # noqa: E402
+
+import configure_pretraining  # noqa: E402
+import optimization  # noqa: E402
+import pretraining_model  # noqa: E402
+
+PROG = "run_pretraining.py"
+
+
+class UserError(Exception):
+  """Bad input: reported as one line on stderr, exit status 2."""
+
+
+class _DropReportedErrors(logging.Filter):
+  """TPUEstimator logs an exception from model_fn before re-raising it; ours are
+  reported by main() in one line, so TF's copy of them is dropped."""
+
+  def __init__(self):
+    super(_DropReportedErrors, self).__init__()
+    self.messages = []
+
+  def filter(self, record):
+    text = record.getMessage()
+    return not any(message in text for message in self.messages)
+
+
+_REPORTED = _DropReportedErrors()
+
+
+def user_error(message):
+  _REPORTED.messages.append(message)
+  return UserError(message)
+
+
+def log(*parts):
+  print(*parts)
+  sys.stdout.flush()
+
+
+def secs_to_str(secs):
+  """1:02:03 style, leading zero hours/minutes dropped (12:34, 5)."""
+  text = str(datetime.timedelta(seconds=int(round(secs))))
+  text = re.sub("^0:", "", text)
+  text = re.sub("^0", "", text)
+  text = re.sub("^0:", "", text)
+  return re.sub("^0", "", text)
+
+
+# ---- configuration and input checks ------------------------------------------------------
+
+def load_config(data_dir, model_name, hparams_arg):
+  try:
+    hparams = configure_pretraining.load_hparams(hparams_arg)
+    config = configure_pretraining.PretrainingConfig(model_name, data_dir, **hparams)
+  except configure_pretraining.HparamError as e:
+    raise UserError(str(e))
+  if config.do_train == config.do_eval:
+    raise UserError("exactly one of do_train and do_eval must be true (got do_train=%s, "
+                    "do_eval=%s)" % (str(config.do_train).lower(), str(config.do_eval).lower()))
+  try:
+    pretraining_model.check_supported(config)
+  except ValueError as e:
+    raise UserError(str(e))
+  if config.use_tpu is False and config.num_tpu_cores != 1:
+    pass  # the reference ignores num_tpu_cores off TPU as well
+  return config
+
+
+def check_vocab(config):
+  if not tf.io.gfile.exists(config.vocab_file):
+    raise UserError("vocab file %s not found; put the WordPiece vocab used to build the "
+                    "TFRecords there" % config.vocab_file)
+  lines = pretraining_model.count_vocab_lines(config.vocab_file)
+  if lines != config.vocab_size:
+    raise UserError("hparam vocab_size = %d but %s has %d lines; set \"vocab_size\": %d"
+                    % (config.vocab_size, config.vocab_file, lines, lines))
+  vocab = pretraining_model.load_vocab(config.vocab_file)
+  missing = [t for t in ("[CLS]", "[SEP]", "[MASK]") if t not in vocab]
+  if missing:
+    raise UserError("%s lacks the special token(s) %s" % (config.vocab_file, " ".join(missing)))
+
+
+def input_files(config):
+  files = []
+  for pattern in config.pretrain_tfrecords.split(","):
+    try:
+      files.extend(tf.io.gfile.glob(pattern))
+    except tf.errors.NotFoundError:
+      pass  # the folder itself is missing: no match
+  if not files:
+    raise UserError("no file matches pretrain_tfrecords %s; build them with "
+                    "build_pretraining_dataset.py --output-dir %s"
+                    % (config.pretrain_tfrecords,
+                       os.path.dirname(config.pretrain_tfrecords.split(",")[0])))
+  return sorted(files)
+
+
+def check_records(config, files):
+  """The first example found must have max_seq_length tokens (shards may be empty)."""
+  for path in files:
+    for record in tf.io.tf_record_iterator(path):
+      example = tf.train.Example.FromString(record)
+      feature = example.features.feature
+      if "input_ids" not in feature:
+        raise UserError("%s holds examples without input_ids; not pretraining data" % path)
+      length = len(feature["input_ids"].int64_list.value)
+      if length != config.max_seq_length:
+        raise UserError("%s holds examples of %d tokens but max_seq_length = %d; rebuild "
+                        "the TFRecords with --max-seq-length %d or set \"max_seq_length\": %d"
+                        % (path, length, config.max_seq_length, config.max_seq_length, length))
+      return
+  raise UserError("the %d file(s) matching %s hold no examples"
+                  % (len(files), config.pretrain_tfrecords))
+
+
+def checkpoint_mismatch(checkpoint, variables):
+  """A line naming the first graph variable the checkpoint lacks or shapes differently."""
+  reader = tf.train.NewCheckpointReader(checkpoint)
+  shapes = reader.get_variable_to_shape_map()
+  for var in variables:
+    name = optimization.variable_name(var)
+    want = var.shape.as_list()
+    if name not in shapes:
+      return "variable %s %s is not in checkpoint %s" % (name, want, checkpoint)
+    if list(shapes[name]) != want:
+      return ("variable %s has shape %s in checkpoint %s but %s in this model"
+              % (name, list(shapes[name]), checkpoint, want))
+  return None
+
+
+# ---- input -------------------------------------------------------------------------------
+
+def input_fn_builder(config, files, is_training, num_cpu_threads=4):
+  def input_fn(params):
+    batch_size = params["batch_size"]
+    features = {name: tf.io.FixedLenFeature([config.max_seq_length], tf.int64)
+                for name in ("input_ids", "input_mask", "segment_ids")}
+    d = tf.data.Dataset.from_tensor_slices(tf.constant(files))
+    d = d.repeat()
+    d = d.shuffle(buffer_size=len(files))
+    d = d.apply(tf.data.experimental.parallel_interleave(
+        tf.data.TFRecordDataset, sloppy=is_training,
+        cycle_length=min(num_cpu_threads, len(files))))
+    d = d.shuffle(buffer_size=100)
+    d = d.batch(batch_size, drop_remainder=True)
+
+    # Parsing whole batches at once is cheaper than example by example.
+    def decode(records):
+      parsed = tf.io.parse_example(records, features)
+      return {k: tf.cast(v, tf.int32) for k, v in parsed.items()}
+
+    d = d.map(decode, num_parallel_calls=2)
+    return d.prefetch(2)
+  return input_fn
+
+
+# ---- progress ----------------------------------------------------------------------------
+
+class ETAHook(tf.estimator.SessionRunHook):
+  """Prints `STEP/TOTAL = P%, SPS: x, ELAP: t, ETA: t - loss: x` after every step."""
+
+  def __init__(self, to_log, n_steps, is_training=True):
+    self._to_log = to_log
+    self._n_steps = n_steps
+    self._is_training = is_training
+    self._start_time = None
+    self._start_step = 0
+    self._steps_run = 0
+
+  def after_create_session(self, session, coord):
+    if self._is_training:
+      self._start_step = int(session.run(tf.train.get_global_step()))
+
+  def before_run(self, run_context):
+    if self._start_time is None:
+      self._start_time = time.time()
+    return tf.estimator.SessionRunArgs(self._to_log)
+
+  def after_run(self, run_context, run_values):
+    self._steps_run += 1
+    step = self._start_step + self._steps_run if self._is_training else self._steps_run
+    elapsed = time.time() - self._start_time
+    msg = "%d/%d = %.1f%%" % (step, self._n_steps, 100.0 * step / max(1, self._n_steps))
+    steps_per_second = self._steps_run / elapsed if elapsed > 0 else 0.0
+    if steps_per_second > 0:
+      msg += ", SPS: %.1f, ELAP: %s, ETA: %s" % (
+          steps_per_second, secs_to_str(elapsed),
+          secs_to_str((self._n_steps - step) / steps_per_second))
+    for tag, value in sorted(run_values.results.items()):
+      msg += " - %s: %.4f" % (tag, value)
+    log(msg)
+
+
+# ---- model function ----------------------------------------------------------------------
+
+def model_fn_builder(config):
+  def model_fn(features, labels, mode, params):
+    is_training = mode == tf.estimator.ModeKeys.TRAIN
+    model = pretraining_model.build_pretraining_model(config, features, is_training)
+    if is_training:
+      train_op, learning_rate = optimization.create_train_op(
+          model.total_loss, config.learning_rate, config.num_train_steps,
+          config.num_warmup_steps, weight_decay_rate=config.weight_decay_rate,
+          lr_decay_power=config.lr_decay_power,
+          num_tpu_shards=config.num_tpu_cores if config.use_tpu else 0)
+    checkpoint = tf.train.latest_checkpoint(config.model_dir)
+    if checkpoint is not None:
+      variables = [v for v in tf.global_variables()
+                   if is_training or not optimization.variable_name(v).endswith(
+                       ("/adam_m", "/adam_v"))]
+      problem = checkpoint_mismatch(checkpoint, variables)
+      if problem:
+        raise user_error("model dir %s holds a checkpoint of another model: %s; use another "
+                        "--model-name or matching hparams" % (config.model_dir, problem))
+    if is_training:
+      if not config.use_tpu:
+        tf.summary.scalar("total_loss", model.total_loss)
+        tf.summary.scalar("generator_loss", model.mlm_loss)
+        if model.disc_loss is not None:
+          tf.summary.scalar("discriminator_loss", model.disc_loss)
+        tf.summary.scalar("learning_rate", learning_rate)
+      hooks = [ETAHook({} if config.use_tpu else {"loss": model.total_loss},
+                       config.num_train_steps)]
+      return tf.estimator.tpu.TPUEstimatorSpec(
+          mode=mode, loss=model.total_loss, train_op=train_op, training_hooks=hooks)
+    if mode == tf.estimator.ModeKeys.EVAL:
+      hooks = [ETAHook({} if config.use_tpu else {"loss": model.total_loss},
+                       config.num_eval_steps, is_training=False)]
+      return tf.estimator.tpu.TPUEstimatorSpec(
+          mode=mode, loss=model.total_loss,
+          eval_metrics=(model.metric_fn, model.metric_tensors), evaluation_hooks=hooks)
+    raise ValueError("only training and evaluation are supported")
+  return model_fn
+
+
+# ---- training / evaluation ---------------------------------------------------------------
+
+def write_results(config, results):
+  """results/unsup_results.txt and .pkl, each written whole or not at all."""
+  results_dir = os.path.dirname(config.results_txt)
+  tf.io.gfile.makedirs(results_dir)
+  text = "".join("%s = %s\n" % (k, results[k]) for k in sorted(results))
+  for path, data, mode in ((config.results_txt, text, "w"),
+                           (config.results_pkl, pickle.dumps(results), "wb")):
+    partial = path + ".partial"
+    with open(partial, mode) as f:
+      f.write(data)
+    os.replace(partial, path)
+
+
+def make_estimator(config):
+  tpu_cluster_resolver = None
+  if config.use_tpu and config.tpu_name:
+    tpu_cluster_resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        config.tpu_name, zone=config.tpu_zone, project=config.gcp_project)
+  tpu_config = tf.estimator.tpu.TPUConfig(
+      iterations_per_loop=config.iterations_per_loop, num_shards=config.num_tpu_cores,
+      tpu_job_name=config.tpu_job_name,
+      per_host_input_for_training=tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2)
+  run_config = tf.estimator.tpu.RunConfig(
+      cluster=tpu_cluster_resolver, model_dir=config.model_dir,
+      save_checkpoints_steps=config.save_checkpoints_steps,
+      keep_checkpoint_max=config.keep_checkpoint_max, tpu_config=tpu_config,
+      session_config=session_config())
+  return tf.estimator.tpu.TPUEstimator(
+      use_tpu=config.use_tpu, model_fn=model_fn_builder(config), config=run_config,
+      train_batch_size=config.train_batch_size, eval_batch_size=config.eval_batch_size)
+
+
+def session_config():
+  cores = os.cpu_count() or 1
+  return tf.ConfigProto(intra_op_parallelism_threads=cores,
+                        inter_op_parallelism_threads=min(2, cores),
+                        allow_soft_placement=True)
+
+
+def train_or_eval(config):
+  check_vocab(config)
+  files = input_files(config)
+  check_records(config, files)
+  if config.debug and config.do_train and tf.io.gfile.exists(config.model_dir):
+    tf.io.gfile.rmtree(config.model_dir)  # the reference's debug mode starts afresh
+  if config.do_eval and tf.train.latest_checkpoint(config.model_dir) is None:
+    raise UserError("no checkpoint in %s to evaluate; train first (do_train true)"
+                    % config.model_dir)
+  log("Config:")
+  for key, value in config.to_dict().items():
+    log("  %s: %s" % (key, value))
+  estimator = make_estimator(config)
+  if config.do_train:
+    log("Running training")
+    estimator.train(input_fn=input_fn_builder(config, files, True),
+                    max_steps=config.num_train_steps)
+    return None
+  log("Running evaluation")
+  result = estimator.evaluate(input_fn=input_fn_builder(config, files, False),
+                              steps=config.num_eval_steps)
+  results = {k: v.item() if hasattr(v, "item") else v for k, v in result.items()}
+  for key in sorted(results):
+    log("  %s = %s" % (key, results[key]))
+  write_results(config, results)
+  return results
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+  parser.add_argument("--data-dir", required=True,
+                      help="location of the pretraining data and model checkpoints")
+  parser.add_argument("--model-name", required=True, help="name of the model being trained")
+  parser.add_argument("--hparams", default="{}",
+                      help="JSON dict of model hyperparameters, or a path to a .json file")
+  args = parser.parse_args(argv)
+  # TF 1.15's own deprecation notices say nothing to the user of this script.
+  deprecation._PRINT_DEPRECATION_WARNINGS = False  # pylint: disable=protected-access
+  tf.logging.set_verbosity(tf.logging.ERROR)
+  tf.get_logger().addFilter(_REPORTED)
+  try:
+    config = load_config(args.data_dir, args.model_name, args.hparams)
+    train_or_eval(config)
+  except UserError as e:
+    sys.stderr.write("%s: error: %s\n" % (PROG, e))
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

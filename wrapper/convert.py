@@ -1,0 +1,336 @@
+"""TF ELECTRA checkpoint -> Hugging Face ElectraForPreTraining / ElectraForMaskedLM.
+
+Command line (lonePatient's flags, which the tutorial used):
+
+    python -m wrapper.convert --tf_checkpoint_path CKPT --electra_config_file CONFIG \
+        --pytorch_dump_path OUT/pytorch_model.bin [--discriminator_or_generator generator]
+
+writes the weights and config.json beside them. Unlike the tutorial's converters the mapping
+is strict: every checkpoint tensor of the chosen network is placed exactly once, every model
+parameter is set, optimizer slots and global_step are skipped by rule, and anything else (an
+unknown tensor, a shape that contradicts the config, a parameter with no tensor) stops the
+conversion with a message naming it. A misspelt config key (the tutorial's
+`max_position_embedings`) is an error too, instead of a silently ignored value.
+"""
+import argparse
+import collections
+import difflib
+import json
+import os
+import re
+
+import numpy as np
+
+from wrapper import fsutil, tf_checkpoint
+from wrapper.cli import UserError, run_main
+
+NETWORKS = ("discriminator", "generator")
+MODEL_CLASS = {"discriminator": "ElectraForPreTraining", "generator": "ElectraForMaskedLM"}
+
+# The Hugging Face config keys that describe an ELECTRA network (ElectraConfig's own).
+HF_CONFIG_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                  "num_attention_heads", "intermediate_size", "hidden_act",
+                  "hidden_dropout_prob", "attention_probs_dropout_prob",
+                  "max_position_embeddings", "type_vocab_size", "initializer_range",
+                  "layer_norm_eps", "pad_token_id")
+
+WEIGHTS_NAME = "pytorch_model.bin"
+SAFETENSORS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+# Which checkpoint scopes belong to which network. The embeddings are shared.
+SHARED_SCOPE = "electra/embeddings/"
+HEAD_SCOPES = {"discriminator": "discriminator_predictions/", "generator": "generator_predictions/"}
+GENERATOR_SCOPE = "generator/"
+DISCRIMINATOR_SCOPE = "electra/"
+TIED_LM_HEAD = "generator_lm_head.weight"          # the word-embedding table, tied
+WORD_EMBEDDINGS = "electra.embeddings.word_embeddings.weight"
+
+
+# ---- which tensors a network owns ------------------------------------------------------
+
+def generator_body_scope(names):
+    """The generator's transformer: its own `generator/` scope, or the discriminator's
+    `electra/` when it was trained with untied_generator false (shared weights)."""
+    if any(n.startswith(GENERATOR_SCOPE) for n in names):
+        return GENERATOR_SCOPE
+    if any(n.startswith(HEAD_SCOPES["generator"]) for n in names):
+        return DISCRIMINATOR_SCOPE
+    return None
+
+
+def has_network(names, network):
+    if network == "discriminator":
+        return any(n.startswith(HEAD_SCOPES["discriminator"]) for n in names)
+    return any(n.startswith(HEAD_SCOPES["generator"]) for n in names)
+
+
+def split_by_network(names, network):
+    """(tensors of `network`, tensors of the other network, unplaceable); training state
+    (optimizer slots, global_step) is in none of them."""
+    gen_body = generator_body_scope(names)
+    own, other, unknown = [], [], []
+    for name in sorted(names):
+        if tf_checkpoint.is_training_state(name):
+            continue
+        if name.startswith(SHARED_SCOPE):
+            own.append(name)
+            continue
+        owners = set()
+        if name.startswith(HEAD_SCOPES["discriminator"]) or name.startswith(DISCRIMINATOR_SCOPE):
+            owners.add("discriminator")
+        if name.startswith(HEAD_SCOPES["generator"]) or (gen_body and name.startswith(gen_body)):
+            owners.add("generator")
+        if not owners:
+            unknown.append(name)
+        elif network in owners:
+            own.append(name)
+        else:
+            other.append(name)
+    return own, other, unknown
+
+
+# ---- names -----------------------------------------------------------------------------
+
+def _hf_suffix(path):
+    """`encoder/layer_3/attention/self/query/kernel` -> (`encoder.layer.3...query.weight`,
+    transpose?); None when the last component is not a weight name."""
+    parts = path.split("/")
+    parts = [re.sub(r"^layer_(\d+)$", r"layer.\1", p) for p in parts]
+    last = parts[-1]
+    transpose = False
+    if last == "kernel":
+        parts[-1], transpose = "weight", True
+    elif last == "gamma":
+        parts[-1] = "weight"
+    elif last == "beta":
+        parts[-1] = "bias"
+    elif last == "bias":
+        pass
+    elif last.endswith("_embeddings"):
+        parts.append("weight")
+    else:
+        return None
+    return ".".join(parts), transpose
+
+
+def hf_parameter_name(tf_name, network, gen_body=GENERATOR_SCOPE):
+    """(Hugging Face parameter name, transpose?) for a tensor of `network`; None if none."""
+    if tf_name.startswith(SHARED_SCOPE):
+        prefix, rest = "electra.embeddings.", tf_name[len(SHARED_SCOPE):]
+    elif network == "discriminator":
+        if tf_name.startswith("discriminator_predictions/dense_1/"):
+            prefix, rest = "discriminator_predictions.dense_prediction.", tf_name.split("/", 2)[2]
+        elif tf_name.startswith("discriminator_predictions/dense/"):
+            prefix, rest = "discriminator_predictions.dense.", tf_name.split("/", 2)[2]
+        elif tf_name.startswith(DISCRIMINATOR_SCOPE):
+            prefix, rest = "electra.", tf_name[len(DISCRIMINATOR_SCOPE):]
+        else:
+            return None
+    else:
+        if tf_name == "generator_predictions/output_bias":
+            return "generator_lm_head.bias", False
+        if tf_name.startswith(HEAD_SCOPES["generator"]):
+            prefix, rest = "generator_predictions.", tf_name[len(HEAD_SCOPES["generator"]):]
+        elif gen_body and tf_name.startswith(gen_body):
+            prefix, rest = "electra.", tf_name[len(gen_body):]
+        else:
+            return None
+    suffix = _hf_suffix(rest)
+    if suffix is None:
+        return None
+    return prefix + suffix[0], suffix[1]
+
+
+# ---- configs ---------------------------------------------------------------------------
+
+def _known_config_keys():
+    from transformers import ElectraConfig
+    return set(ElectraConfig().to_dict()) | {"architectures", "model_type"}
+
+
+def load_config_file(path):
+    """A Hugging Face ELECTRA config (JSON) given by the user; unknown keys are errors."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (IOError, OSError) as e:
+        raise UserError("cannot read config %s: %s" % (path, e.strerror or e))
+    except ValueError as e:
+        raise UserError("config %s is not valid JSON (%s)" % (path, e))
+    if not isinstance(config, dict):
+        raise UserError("config %s must hold a JSON object" % path)
+    known = _known_config_keys()
+    for key in sorted(config):
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise UserError("config %s: unknown key %r%s; transformers would silently ignore "
+                            "it; fix or remove it (or let `python -m wrapper.export` derive the "
+                            "config from the run)" % (path, key,
+                                                      " (did you mean %r?)" % close[0]
+                                                      if close else ""))
+    return config
+
+
+def clean_config(config, network):
+    """The config.json we write: ElectraConfig's keys (defaults filled in) and the class."""
+    from transformers import ElectraConfig
+    full = ElectraConfig(**{k: v for k, v in config.items()
+                            if k not in ("architectures", "model_type")}).to_dict()
+    out = collections.OrderedDict([("architectures", [MODEL_CLASS[network]]),
+                                   ("model_type", "electra")])
+    for key in HF_CONFIG_KEYS:
+        out[key] = full[key]
+    return out
+
+
+def build_model(config, network):
+    import transformers
+    hf_config = transformers.ElectraConfig(**{k: v for k, v in config.items()
+                                             if k not in ("architectures", "model_type")})
+    heads = hf_config.num_attention_heads
+    if heads < 1 or hf_config.hidden_size % heads:
+        raise UserError("config: hidden_size %d is not a multiple of num_attention_heads %d"
+                        % (hf_config.hidden_size, heads))
+    return getattr(transformers, MODEL_CLASS[network])(hf_config)
+
+
+# ---- the mapping -----------------------------------------------------------------------
+
+def _shape(shape):
+    return "[%s]" % ", ".join(str(d) for d in shape)
+
+
+def map_checkpoint(shapes, network, parameter_shapes, what="the config"):
+    """Plans the conversion: OrderedDict HF parameter -> (TF tensor, transpose?).
+
+    `shapes`: checkpoint name -> shape; `parameter_shapes`: HF parameter -> shape (the
+    model's state dict). Raises UserError on anything that does not fit exactly.
+    """
+    names = list(shapes)
+    if not has_network(names, network):
+        raise UserError("the checkpoint has no %s (no %s* tensors)%s"
+                        % (network, HEAD_SCOPES[network],
+                           "; it was trained without a generator (uniform_generator or "
+                           "electra_objective settings); convert the discriminator"
+                           if network == "generator" else ""))
+    own, _, unknown = split_by_network(names, network)
+    if unknown:
+        raise UserError("checkpoint tensor %s belongs to no ELECTRA network (%s); is this an "
+                        "ELECTRA pretraining checkpoint?" % (unknown[0], _shape(shapes[unknown[0]])))
+    gen_body = generator_body_scope(names)
+    plan = collections.OrderedDict()
+    for tf_name in own:
+        mapped = hf_parameter_name(tf_name, network, gen_body)
+        if mapped is None:
+            raise UserError("checkpoint tensor %s %s has no place in %s"
+                            % (tf_name, _shape(shapes[tf_name]), MODEL_CLASS[network]))
+        hf_name, transpose = mapped
+        if hf_name not in parameter_shapes:
+            raise UserError("checkpoint tensor %s %s would be %s, which the %s built from %s "
+                            "does not have%s" % (tf_name, _shape(shapes[tf_name]), hf_name,
+                                                 MODEL_CLASS[network], what,
+                                                 _missing_hint(hf_name)))
+        if hf_name in plan:
+            raise UserError("checkpoint tensors %s and %s both map to %s"
+                            % (plan[hf_name][0], tf_name, hf_name))
+        tf_shape = list(shapes[tf_name])
+        as_hf = tf_shape[::-1] if transpose else tf_shape
+        if as_hf != list(parameter_shapes[hf_name]):
+            raise UserError("checkpoint tensor %s has shape %s but %s from %s needs %s for %s; "
+                            "the config contradicts the checkpoint"
+                            % (tf_name, _shape(tf_shape), MODEL_CLASS[network], what,
+                               _shape(parameter_shapes[hf_name][::-1] if transpose
+                                      else parameter_shapes[hf_name]), hf_name))
+        plan[hf_name] = (tf_name, transpose)
+    if network == "generator" and TIED_LM_HEAD in parameter_shapes and WORD_EMBEDDINGS in plan:
+        # The reference's generator scores tokens against the shared embedding table.
+        plan[TIED_LM_HEAD] = plan[WORD_EMBEDDINGS]
+    missing = [p for p in parameter_shapes if p not in plan]
+    if missing:
+        raise UserError("model parameter %s %s of %s (from %s) has no tensor in the checkpoint%s"
+                        % (missing[0], _shape(parameter_shapes[missing[0]]),
+                           MODEL_CLASS[network], what,
+                           " (and %d more)" % (len(missing) - 1) if len(missing) > 1 else ""))
+    return collections.OrderedDict((p, plan[p]) for p in parameter_shapes)
+
+
+def _missing_hint(hf_name):
+    if ".layer." in hf_name:
+        return " (num_hidden_layers too small?)"
+    if "embeddings_project" in hf_name:
+        return " (embedding_size equal to hidden_size?)"
+    return ""
+
+
+def convert(prefix, config, network, what="the config"):
+    """(model with the checkpoint's weights loaded, OrderedDict name -> numpy array)."""
+    import torch
+    shapes = tf_checkpoint.read_shapes(prefix)
+    model = build_model(config, network)
+    state = model.state_dict()
+    plan = map_checkpoint(shapes, network, {k: list(v.shape) for k, v in state.items()}, what)
+    tensors = tf_checkpoint.read_tensors(prefix, {tf_name for tf_name, _ in plan.values()})
+    arrays = collections.OrderedDict()
+    for hf_name, (tf_name, transpose) in plan.items():
+        array = tensors[tf_name]
+        if array.dtype != np.float32:
+            raise UserError("checkpoint tensor %s is %s, expected float32" % (tf_name, array.dtype))
+        arrays[hf_name] = np.ascontiguousarray(array.T if transpose else array)
+    model.load_state_dict(collections.OrderedDict(
+        (k, torch.from_numpy(v.copy())) for k, v in arrays.items()), strict=True)
+    model.eval()
+    return model, arrays
+
+
+def write_model(out_dir, model, arrays, config, network, safetensors=False):
+    """config.json, pytorch_model.bin (and model.safetensors) into an existing directory."""
+    import torch
+    from wrapper import safetensors_format
+    fsutil.atomic_write_text(os.path.join(out_dir, CONFIG_NAME),
+                             json.dumps(clean_config(config, network), indent=2) + "\n")
+    torch.save(model.state_dict(), os.path.join(out_dir, WEIGHTS_NAME))
+    if safetensors:
+        safetensors_format.save(arrays, os.path.join(out_dir, SAFETENSORS_NAME),
+                                metadata={"format": "pt"})
+
+
+# ---- command line ----------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m wrapper.convert",
+        description="Convert an ELECTRA TF checkpoint into a Hugging Face (transformers 2.8.0) "
+                    "ElectraForPreTraining (discriminator) or ElectraForMaskedLM (generator).")
+    parser.add_argument("--tf_checkpoint_path", required=True,
+                        help="checkpoint prefix (DIR/model.ckpt-N) or a model directory (latest)")
+    parser.add_argument("--electra_config_file", required=True,
+                        help="Hugging Face ELECTRA config (JSON) of the chosen network")
+    parser.add_argument("--pytorch_dump_path", required=True,
+                        help="where the weights go; config.json is written beside them")
+    parser.add_argument("--discriminator_or_generator", default="discriminator", choices=NETWORKS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    prefix = tf_checkpoint.resolve_checkpoint(args.tf_checkpoint_path)
+    config = load_config_file(args.electra_config_file)
+    out_dir = os.path.dirname(os.path.abspath(args.pytorch_dump_path))
+    weights_name = os.path.basename(args.pytorch_dump_path)
+    if not weights_name:
+        raise UserError("--pytorch_dump_path must name a file, e.g. OUT/pytorch_model.bin")
+    network = args.discriminator_or_generator
+    model, arrays = convert(prefix, config, network, what=args.electra_config_file)
+    owned = {weights_name, CONFIG_NAME}
+    with fsutil.atomic_output_dir(out_dir, owned=lambda rel: rel in owned) as partial:
+        write_model(partial, model, arrays, config, network)
+        if weights_name != WEIGHTS_NAME:
+            os.rename(os.path.join(partial, WEIGHTS_NAME), os.path.join(partial, weights_name))
+    print("converted %s of %s: %d tensors -> %s (+ %s)"
+          % (network, prefix, len(arrays), args.pytorch_dump_path, CONFIG_NAME))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, program="wrapper.convert")

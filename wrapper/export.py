@@ -1,0 +1,294 @@
+"""The pipeline's conversion stage: a trained run -> two complete Hugging Face directories.
+
+    python -m wrapper.export --data-dir D --model-name N
+
+reads the latest checkpoint in D/models/N and the run's hparams (D/hparams.json, resolved by
+the trainer's own configure_pretraining), derives the discriminator's and the generator's
+Hugging Face configs from them and from the checkpoint's shapes (no hand-written config: the
+two must agree, or it stops), and writes D/models/N/hf/discriminator and .../generator, each
+with config.json, pytorch_model.bin, model.safetensors, the tokenizer files (vocab.txt,
+tokenizer_config.json with the run's lower-case/accent settings, special_tokens_map.json) and
+a model card README.md. Each directory is complete or absent.
+"""
+import argparse
+import collections
+import datetime
+import json
+import os
+import re
+
+from wrapper import convert, fsutil, hf_tokenizer, paths, tf_checkpoint
+from wrapper.cli import UserError, run_main
+
+OUTPUT_FILES = (convert.CONFIG_NAME, convert.WEIGHTS_NAME, convert.SAFETENSORS_NAME,
+                "README.md") + hf_tokenizer.TOKENIZER_FILES
+
+
+# ---- the run's configuration -----------------------------------------------------------
+
+def load_run_config(data_dir, model_name):
+    """(PretrainingConfig, the hparams as given, their source) of a run."""
+    cp = paths.import_electra_config()
+    source = paths.hparams_file(data_dir)
+    if os.path.isfile(source):
+        try:
+            hparams = cp.load_hparams(source)
+            config = cp.PretrainingConfig(model_name, data_dir, **hparams)
+        except cp.HparamError as e:
+            raise UserError("%s: %s" % (source, e))
+    else:
+        hparams, source = {}, None
+        config = cp.PretrainingConfig(model_name, data_dir)
+    return config, hparams, source
+
+
+def _layers(shapes, scope):
+    found = {int(m.group(1)) for m in (re.match(re.escape(scope) + r"encoder/layer_(\d+)/", n)
+                                       for n in shapes) if m}
+    return max(found) + 1 if found else 0
+
+
+def _contradiction(what, from_hparams, from_checkpoint, source):
+    raise UserError("%s is %s by %s but %s in the checkpoint; was the model trained with "
+                    "these hparams? (fix %s or export the matching run)"
+                    % (what, from_hparams, source or "the default hparams (no hparams.json)",
+                       from_checkpoint, source or "DATA_DIR/hparams.json"))
+
+
+def derive_hf_configs(config, shapes, pad_token_id=0, source=None):
+    """{network: Hugging Face config dict} for the networks the checkpoint holds.
+
+    Sizes come from the checkpoint's shapes; what shapes cannot show (attention heads,
+    activation) from the hparams, resolved as the trainer does. Where both say something
+    they must agree.
+    """
+    cp = paths.import_electra_config()
+    overrides = dict(config.model_hparam_overrides)
+    need = ["electra/embeddings/word_embeddings", "electra/embeddings/position_embeddings",
+            "electra/embeddings/token_type_embeddings"]
+    for name in need:
+        if name not in shapes:
+            raise UserError("the checkpoint has no %s; is it an ELECTRA pretraining checkpoint?"
+                            % name)
+    vocab_size, embedding_size = shapes[need[0]]
+    hidden, layers = cp.MODEL_SIZES[config.model_size]
+    hidden = overrides.get("hidden_size", hidden)
+    layers = overrides.get("num_hidden_layers", layers)
+    heads = overrides.get("num_attention_heads", max(1, hidden // 64))
+    intermediate = overrides.get("intermediate_size", 4 * hidden)
+    if config.debug:   # the trainer's debug model, whatever the overrides say
+        hidden, layers, intermediate, heads = 144, 3, 576, 4
+    want_vocab = overrides.get("vocab_size", config.vocab_size)
+    if want_vocab != vocab_size:
+        _contradiction("vocab_size", want_vocab, vocab_size, source)
+    want_embedding = config.embedding_size if config.embedding_size is not None else hidden
+    if want_embedding != embedding_size:
+        _contradiction("embedding_size", want_embedding, embedding_size, source)
+    common = collections.OrderedDict([
+        ("vocab_size", vocab_size),
+        ("embedding_size", embedding_size),
+        ("hidden_act", overrides.get("hidden_act", "gelu")),
+        ("hidden_dropout_prob", overrides.get("hidden_dropout_prob", 0.1)),
+        ("attention_probs_dropout_prob", overrides.get("attention_probs_dropout_prob", 0.1)),
+        ("max_position_embeddings", shapes[need[1]][0]),
+        ("type_vocab_size", shapes[need[2]][0]),
+        ("initializer_range", overrides.get("initializer_range", 0.02)),
+        ("layer_norm_eps", 1e-12),
+        ("pad_token_id", pad_token_id),
+    ])
+
+    def network_config(scope, hidden_want, layers_want, intermediate_want, heads, label):
+        query = scope + "encoder/layer_0/attention/self/query/kernel"
+        ffn = scope + "encoder/layer_0/intermediate/dense/kernel"
+        if query not in shapes or ffn not in shapes:
+            raise UserError("the checkpoint has no %s; is it an ELECTRA pretraining checkpoint?"
+                            % query)
+        got_hidden, got_layers = shapes[query][1], _layers(shapes, scope)
+        got_intermediate = shapes[ffn][1]
+        for what, want, got in (("hidden_size", hidden_want, got_hidden),
+                                ("num_hidden_layers", layers_want, got_layers),
+                                ("intermediate_size", intermediate_want, got_intermediate)):
+            if want != got:
+                _contradiction("the %s's %s" % (label, what), want, got, source)
+        if got_hidden % heads:
+            raise UserError("the %s's hidden size %d is not a multiple of its %d attention "
+                            "heads (num_attention_heads in %s)"
+                            % (label, got_hidden, heads, source or "the hparams"))
+        out = collections.OrderedDict(common)
+        out.update(hidden_size=got_hidden, num_hidden_layers=got_layers,
+                   num_attention_heads=heads, intermediate_size=got_intermediate)
+        return collections.OrderedDict((k, out[k]) for k in convert.HF_CONFIG_KEYS)
+
+    names = list(shapes)
+    configs = collections.OrderedDict()
+    if convert.has_network(names, "discriminator"):
+        configs["discriminator"] = network_config(convert.DISCRIMINATOR_SCOPE, hidden, layers,
+                                                  intermediate, heads, "discriminator")
+    if convert.has_network(names, "generator"):
+        body = convert.generator_body_scope(names)
+        if body == convert.DISCRIMINATOR_SCOPE:   # untied_generator false: one shared network
+            configs["generator"] = network_config(body, hidden, layers, intermediate, heads,
+                                                  "generator")
+        else:
+            gen_hidden = int(round(hidden * config.generator_hidden_size))
+            configs["generator"] = network_config(
+                body, gen_hidden, int(round(layers * config.generator_layers)),
+                4 * gen_hidden, max(1, gen_hidden // 64), "generator")
+    if not configs:
+        raise UserError("the checkpoint holds neither discriminator_predictions/ nor "
+                        "generator_predictions/; is it an ELECTRA pretraining checkpoint?")
+    return configs
+
+
+# ---- model card ------------------------------------------------------------------------
+
+def _corpus_summary(data_dir):
+    corpus = paths.corpus_dir(data_dir)
+    if not os.path.isdir(corpus):
+        return "not found under %s" % corpus
+    files = sorted(f for f in os.listdir(corpus) if not f.startswith("."))
+    size = sum(os.path.getsize(os.path.join(corpus, f)) for f in files
+               if os.path.isfile(os.path.join(corpus, f)))
+    return "%d file(s) in `corpus/` (%s), %.1f MB" % (
+        len(files), ", ".join(files[:5]) + (", ..." if len(files) > 5 else ""), size / 1e6)
+
+
+def read_eval_results(path):
+    """name -> value lines (`name = value`) of results/unsup_results.txt, in order."""
+    results = collections.OrderedDict()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if "=" in line:
+                key, value = line.split("=", 1)
+                results[key.strip()] = value.strip()
+    return results
+
+
+def model_card(network, model_name, hf_config, run_config, hparams, hparams_source, step,
+               vocab_size, do_lower_case, data_dir):
+    cls = convert.MODEL_CLASS[network]
+    lines = [
+        "---", "language: es", "tags:", "- electra", "- %s" % network, "---", "",
+        "# %s (%s)" % (model_name, network), "",
+        "ELECTRA-small style %s pretrained on Spanish text with this project's reproduction of "
+        "google-research/electra (TensorFlow 1.15), converted to transformers `%s` by "
+        "`python -m wrapper.export` with a strict tensor mapping." % (network, cls), "",
+        "| | |", "|---|---|",
+        "| checkpoint | `model.ckpt-%s` (global step %s of %d) |" % (
+            step, step, run_config.num_train_steps),
+        "| corpus | %s |" % _corpus_summary(data_dir),
+        "| vocab | `vocab.txt`, %d WordPiece tokens, %s |" % (
+            vocab_size, "lower-cased, accents stripped" if do_lower_case
+            else "cased, accents kept"),
+        "| model | hidden %d, %d layers, %d heads, intermediate %d, embedding %d, "
+        "max positions %d |" % (hf_config["hidden_size"], hf_config["num_hidden_layers"],
+                                hf_config["num_attention_heads"],
+                                hf_config["intermediate_size"], hf_config["embedding_size"],
+                                hf_config["max_position_embeddings"]),
+        "| converted | %s UTC |" % datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"),
+        "", "## Hyperparameters", "",
+        "As given (%s):" % ("`hparams.json`" if hparams_source else "none; the defaults"), "",
+        "```json", json.dumps(hparams, indent=2, sort_keys=True), "```", "",
+        "Resolved (the trainer's configure_pretraining):", "",
+        "| hparam | value |", "|---|---|",
+    ]
+    for key in ("model_size", "model_hparam_overrides", "embedding_size", "vocab_size",
+                "do_lower_case", "max_seq_length", "mask_prob", "learning_rate",
+                "lr_decay_power", "weight_decay_rate", "num_warmup_steps", "train_batch_size",
+                "num_train_steps", "generator_hidden_size", "generator_layers", "gen_weight",
+                "disc_weight", "temperature"):
+        lines.append("| %s | `%s` |" % (key, json.dumps(getattr(run_config, key))))
+    lines += ["", "## Evaluation", ""]
+    if os.path.isfile(run_config.results_txt):
+        lines += ["From `results/unsup_results.txt`:", "", "| metric | value |", "|---|---|"]
+        for key, value in read_eval_results(run_config.results_txt).items():
+            lines.append("| %s | %s |" % (key, value))
+    else:
+        lines.append("No evaluation results (`results/unsup_results.txt` is absent: run the "
+                     "trainer with do_eval).")
+    example = ("from transformers import ElectraForPreTraining, ElectraTokenizerFast\n"
+               "tokenizer = ElectraTokenizerFast.from_pretrained(PATH)\n"
+               "model = ElectraForPreTraining.from_pretrained(PATH)\n"
+               "ids = tokenizer.encode(\"Los pájaros están hablando\", return_tensors=\"pt\")\n"
+               "print(model(ids)[0] > 0)  # 1 = the discriminator thinks the token was replaced")
+    if network == "generator":
+        example = ("from transformers import ElectraForMaskedLM, ElectraTokenizerFast\n"
+                   "tokenizer = ElectraTokenizerFast.from_pretrained(PATH)\n"
+                   "model = ElectraForMaskedLM.from_pretrained(PATH)\n"
+                   "ids = tokenizer.encode(\"Los pájaros están [MASK]\", return_tensors=\"pt\")\n"
+                   "print(tokenizer.convert_ids_to_tokens(model(ids)[0].argmax(-1)[0]))")
+    lines += ["", "## Use", "",
+              "The tokenizer files carry the pretraining's settings (do_lower_case %s, "
+              "strip_accents %s), so `from_pretrained(PATH)` reproduces the pretraining "
+              "token ids with transformers 2.8.0 (ElectraTokenizer and ElectraTokenizerFast) "
+              "and current transformers (AutoTokenizer)." % (
+                  str(bool(do_lower_case)).lower(), str(bool(do_lower_case)).lower()), "",
+              "```python", example, "```", ""]
+    return "\n".join(lines)
+
+
+# ---- the stage -------------------------------------------------------------------------
+
+def export(data_dir, model_name, log=print):
+    model_dir = paths.model_dir(data_dir, model_name)
+    if not os.path.isdir(model_dir):
+        raise UserError("model directory %s does not exist; train first (make pretrain) or "
+                        "check DATA_DIR/MODEL_NAME" % model_dir)
+    prefix = tf_checkpoint.resolve_checkpoint(model_dir)
+    run_config, hparams, source = load_run_config(data_dir, model_name)
+    vocab_path = paths.vocab_file(data_dir)
+    if not os.path.isfile(vocab_path):
+        raise UserError("%s is missing; the converted model needs the pretraining vocab"
+                        % vocab_path)
+    vocab = hf_tokenizer.read_vocab(vocab_path)
+    shapes = tf_checkpoint.read_shapes(prefix)
+    configs = derive_hf_configs(run_config, shapes, vocab["[PAD]"], source)
+    vocab_lines = max(vocab.values()) + 1
+    if vocab_lines != configs[next(iter(configs))]["vocab_size"]:
+        raise UserError("%s has %d lines but the checkpoint's embedding table has %d rows; "
+                        "is it the vocab the model was trained with?"
+                        % (vocab_path, vocab_lines, configs[next(iter(configs))]["vocab_size"]))
+    step = tf_checkpoint.global_step(prefix)
+    do_lower_case = run_config.do_lower_case
+    written = []
+    for network, hf_config in configs.items():
+        out = paths.hf_dir(data_dir, model_name, network)
+        model, arrays = convert.convert(prefix, hf_config, network,
+                                        what="the hparams and checkpoint shapes")
+        with fsutil.atomic_output_dir(out, owned=lambda rel: rel in OUTPUT_FILES,
+                                      what="Hugging Face directory") as partial:
+            convert.write_model(partial, model, arrays, hf_config, network, safetensors=True)
+            hf_tokenizer.write_tokenizer_files(
+                partial, vocab_path, do_lower_case, strip_accents=True,
+                max_length=hf_config["max_position_embeddings"])
+            with open(os.path.join(partial, "README.md"), "w", encoding="utf-8") as f:
+                f.write(model_card(network, model_name, hf_config, run_config, hparams, source,
+                                   step, vocab_lines, do_lower_case, data_dir))
+        written.append(out)
+        log("%s: %s, %d tensors, hidden %d x %d layers -> %s"
+            % (network, os.path.basename(prefix), len(arrays), hf_config["hidden_size"],
+               hf_config["num_hidden_layers"], out))
+    if "generator" not in configs:
+        log("no generator in %s (trained without one): only the discriminator was written"
+            % prefix)
+    return written
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m wrapper.export",
+        description="Convert the latest checkpoint of DATA_DIR/models/NAME into Hugging Face "
+                    "discriminator and generator directories under DATA_DIR/models/NAME/hf.")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--model-name", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    export(args.data_dir, args.model_name)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, program="wrapper.export")

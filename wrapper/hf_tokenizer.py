@@ -1,0 +1,74 @@
+"""Tokenizer files for a converted model, so that Hugging Face tokenizers reproduce the
+pretraining data's token ids.
+
+The builder tokenizes BERT's way with two switches: lower-case, and strip accents (only ever
+applied when lower-casing). The Hugging Face classes read their switches from
+tokenizer_config.json, and each reads different keys:
+- transformers 2.8.0 ElectraTokenizer (Python): `do_lower_case` only; lower-casing always
+  strips accents, which is what the builder does by default.
+- transformers 2.8.0 ElectraTokenizerFast (tokenizers 0.5.2): `do_lower_case` and
+  `strip_accents`, independently, with strip_accents defaulting to True even without
+  lower-casing: the tutorial's `from_pretrained(DATA_DIR, do_lower_case=False)` thus turned
+  "pájaros" into "pajar ##os". Writing `strip_accents` explicitly fixes that.
+- current transformers (BertTokenizer for model_type electra): `do_lower_case`,
+  `strip_accents` (None would mean "follow do_lower_case"), `tokenize_chinese_chars`,
+  `model_max_length` (2.8.0 calls it `max_len`).
+"""
+import collections
+import json
+import shutil
+
+from wrapper.cli import UserError
+
+SPECIAL_TOKENS = collections.OrderedDict([
+    ("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
+    ("cls_token", "[CLS]"), ("mask_token", "[MASK]"),
+])
+TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def read_vocab(path):
+    """token -> id (line number), as the builder reads it; checks the special tokens."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")   # "\n" only, as the builder splits lines
+        if lines and not lines[-1]:
+            lines.pop()
+        tokens = [line.decode("utf-8").strip() for line in lines]
+    except (IOError, OSError) as e:
+        raise UserError("cannot read vocab %s: %s" % (path, e.strerror or e))
+    except UnicodeDecodeError as e:
+        raise UserError("vocab %s is not UTF-8 (%s)" % (path, e))
+    vocab = collections.OrderedDict()
+    for index, token in enumerate(tokens):
+        vocab[token] = index
+    missing = [t for t in SPECIAL_TOKENS.values() if t not in vocab]
+    if missing:
+        raise UserError("vocab %s lacks the special token %s that BERT tokenizers need"
+                        % (path, missing[0]))
+    return vocab
+
+
+def tokenizer_config(do_lower_case, strip_accents, max_length):
+    """tokenizer_config.json: every key any of the three tokenizer classes reads."""
+    return collections.OrderedDict([
+        ("do_lower_case", bool(do_lower_case)),
+        # The builder never strips accents without lower-casing.
+        ("strip_accents", bool(do_lower_case and strip_accents)),
+        ("tokenize_chinese_chars", True),
+        ("model_max_length", int(max_length)),
+        ("max_len", int(max_length)),
+    ] + list(SPECIAL_TOKENS.items()))
+
+
+def write_tokenizer_files(out_dir, vocab_path, do_lower_case, strip_accents, max_length):
+    import os
+    read_vocab(vocab_path)
+    shutil.copyfile(vocab_path, os.path.join(out_dir, "vocab.txt"))
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(tokenizer_config(do_lower_case, strip_accents, max_length), f, indent=2,
+                  ensure_ascii=False)
+        f.write("\n")
+    with open(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+        json.dump(SPECIAL_TOKENS, f, indent=2)
+        f.write("\n")

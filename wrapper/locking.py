@@ -1,0 +1,285 @@
+"""Locks that keep two runs off the same outputs; a killed holder never blocks the next run.
+
+    python -m wrapper.locking --data-dir D [--model-name N] [--program P] -- COMMAND ...
+    python -m wrapper.locking --lock PATH [--shared] [--what TEXT] [--program P] -- COMMAND ...
+
+The lock is `fcntl.flock` on a lock file under DATA_DIR/.locks (outside every stage's
+output directory, so no stage ever sees it as a foreign file):
+- `--data-dir D` alone: the data directory's stage outputs (corpus, vocab, hparams,
+  pretrain_tfrecords) exclusively: corpus, vocab, hparams and pretrain-data take it;
+- `--data-dir D --model-name N`: the model directory D/models/N exclusively, plus the data
+  directory's outputs shared (a training run reads the TFRecords and vocab: a rebuild of them
+  must wait, another model may train beside it).
+The holder writes its PID, command line and start time into the lock file, so a refused
+run says who holds the lock. The command is exec'd with the lock's file descriptor open:
+the lock lives exactly as long as the command (and any child it hands the descriptor to).
+The kernel drops a flock when its last holder dies, SIGKILL and OOM kills included, so a
+stale lock file never blocks: the next run takes it and rewrites the holder line. Lock files
+are never deleted (unlinking a lock file while another process waits on it would let two
+runs hold "the" lock at once).
+
+A stage nested inside another one that holds the same lock (`make all` wrapped around
+`make pretrain`) sees the holder is one of its ancestors and goes on without locking again.
+"""
+import argparse
+import contextlib
+import errno
+import fcntl
+import os
+import shlex
+import sys
+import time
+
+from wrapper import paths
+from wrapper.cli import UserError, run_main
+
+DATA_LOCK_NAME = "data.lock"
+
+
+def locks_dir(data_dir):
+    return os.path.join(data_dir, ".locks")
+
+
+def data_lock_file(data_dir):
+    return os.path.join(locks_dir(data_dir), DATA_LOCK_NAME)
+
+
+def model_lock_file(data_dir, model_name):
+    return os.path.join(locks_dir(data_dir), "model-%s.lock" % model_name.replace(os.sep, "_"))
+
+
+def _parent_pid(pid):
+    """The parent of `pid`, or None when it cannot be told (no /proc, process gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        return int(stat.rsplit(")", 1)[1].split()[1])   # the name may hold spaces or ')'
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import subprocess
+        out = subprocess.run(["ps", "-o", "ppid=", "-p", str(pid)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True).stdout
+        return int(out.strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_ancestor(pid):
+    """True when `pid` is this process or one of its ancestors."""
+    current = os.getpid()
+    for _ in range(256):
+        if current == pid:
+            return True
+        if current in (None, 0, 1):
+            return False
+        current = _parent_pid(current)
+    return False
+
+
+def read_holder(path):
+    """(pid or None, text) recorded by the lock's holder."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read().strip()
+    except OSError:
+        return None, ""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    try:
+        pid = int(fields.get("pid", ""))
+    except ValueError:
+        pid = None
+    return pid, fields
+
+
+def describe_holder(fields, pid):
+    if pid is None:
+        return "another process"
+    text = "PID %d" % pid
+    if fields.get("command"):
+        command = fields["command"]
+        if len(command) > 160:
+            command = command[:157] + "..."
+        text += " (%s)" % command
+    if fields.get("since"):
+        text += ", running since %s" % fields["since"]
+    return text
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True     # exists, owned by another user
+    return True
+
+
+def _live_holder_beside(path):
+    """A live holder recorded in another lock file of the same directory.
+
+    Shared holders (trainings reading the data directory) record themselves in their model
+    lock only; when they block an exclusive request, name one of them.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return None, {}
+    for name in names:
+        other = os.path.join(directory, name)
+        if not name.endswith(".lock") or os.path.abspath(other) == os.path.abspath(path):
+            continue
+        pid, fields = read_holder(other)
+        if pid is not None and pid != os.getpid() and _alive(pid) and _is_locked(other):
+            return pid, fields
+    return None, {}
+
+
+def _is_locked(path):
+    """True when someone holds an exclusive flock on `path` now."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+class Lock(object):
+    """An acquired flock on `path`; `fd` is the descriptor that holds it (None when nested)."""
+
+    def __init__(self, path, fd):
+        self.path, self.fd = path, fd
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)   # closing the last descriptor drops the flock
+            self.fd = None
+
+
+def acquire(path, what, shared=False, command=None, attempts=3):
+    """Takes the lock on `path` without waiting; raises UserError naming the holder.
+
+    `what` names the protected thing for the message ("model directory data/models/x").
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, mode)
+            break
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                os.close(fd)
+                raise
+        pid, fields = read_holder(path)
+        if pid is not None and not _alive(pid):
+            pid = None              # a stale line: the holder is someone without a record
+        if pid is None:
+            pid, fields = _live_holder_beside(path)
+        if pid is not None and is_ancestor(pid):
+            os.close(fd)            # our own parent holds it: a nested stage
+            return Lock(path, None)
+        if pid is None and attempt + 1 < attempts:
+            time.sleep(0.2)         # the holder may be writing its line right now
+            continue
+        os.close(fd)
+        raise UserError("%s is in use by %s; wait for it to finish, or stop it%s (lock file %s)"
+                        % (what, describe_holder(fields, pid),
+                           " (kill %d)" % pid if pid else "", path))
+    if not shared:
+        record = "pid=%d\ncommand=%s\nsince=%s\n" % (
+            os.getpid(), command or " ".join(shlex.quote(a) for a in sys.argv),
+            time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.encode("utf-8"), 0)
+    return Lock(path, fd)
+
+
+@contextlib.contextmanager
+def held(path, what, shared=False):
+    """`with held(lock_file, "model directory X"):` for stages that run in this process."""
+    lock = acquire(path, what, shared=shared)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def stage_locks(data_dir, model_name=None):
+    """[(lock file, what, shared)] for a stage on the data dir, or on a model when named."""
+    data_what = "data directory %s" % data_dir
+    if model_name:
+        return [(model_lock_file(data_dir, model_name),
+                 "model directory %s" % paths.model_dir(data_dir, model_name), False),
+                (data_lock_file(data_dir), data_what + " (its TFRecords and vocab)", True)]
+    return [(data_lock_file(data_dir), data_what + " (its stage outputs)", False)]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "--" not in argv:
+        raise UserError("usage: python -m wrapper.locking (--data-dir D [--model-name N] | "
+                        "--lock PATH [--shared]) -- COMMAND ...")
+    split = argv.index("--")
+    own, command = argv[:split], argv[split + 1:]
+    parser = argparse.ArgumentParser(prog="python -m wrapper.locking",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir")
+    parser.add_argument("--model-name")
+    parser.add_argument("--lock", help="lock file (instead of --data-dir)")
+    parser.add_argument("--shared", action="store_true", help="shared lock (with --lock)")
+    parser.add_argument("--what", help="what the lock protects, for the message")
+    parser.add_argument("--program", help="name on the error line (the Make target)")
+    args = parser.parse_args(own)
+    if not command:
+        raise UserError("no command after --")
+    if bool(args.lock) == bool(args.data_dir):
+        raise UserError("give either --data-dir D or --lock PATH")
+    if args.lock:
+        wanted = [(args.lock, args.what or "lock %s" % args.lock, args.shared)]
+    else:
+        wanted = stage_locks(args.data_dir, args.model_name)
+        if args.what:
+            wanted[0] = (wanted[0][0], args.what, wanted[0][2])
+    text = " ".join(shlex.quote(a) for a in command)
+    locks = []
+    try:
+        for path, what, shared in wanted:
+            locks.append(acquire(path, what, shared=shared, command=text))
+    except UserError:
+        for lock in locks:
+            lock.release()
+        raise
+    for lock in locks:
+        if lock.fd is not None:
+            os.set_inheritable(lock.fd, True)   # the command holds the lock from now on
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(command[0], command)
+    except OSError as e:
+        raise UserError("cannot run %s: %s" % (command[0], e.strerror))
+
+
+def program_name(argv):
+    """`--program NAME` (before `--`) prefixes the error line: the Make target's name."""
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    for i, arg in enumerate(own):
+        if arg == "--program" and i + 1 < len(own):
+            return own[i + 1]
+        if arg.startswith("--program="):
+            return arg.split("=", 1)[1]
+    return "locking"
+
+
+if __name__ == "__main__":
+    run_main(main, program_name(sys.argv[1:]))

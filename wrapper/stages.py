@@ -1,0 +1,235 @@
+"""Stage records: an interrupted `make all` resumes at the stage that did not finish.
+
+    python -m wrapper.stages STAGE --data-dir D [--input PATH]... [--var NAME=VALUE]...
+                             [--output PATH]... [--keeps PATH] -- COMMAND...
+
+A stage is up to date when DATA_DIR/.stages/STAGE.done holds the fingerprint of its inputs
+as they are now and its outputs exist; then the command is skipped. Otherwise the record is
+removed, the command runs, and the record is written only when the command succeeded, so a
+killed stage is simply run again. The fingerprint covers:
+- every --input path (a file, or every file under a directory): its SHA-256 when smaller than
+  HASH_LIMIT_BYTES, else its size and modification time (a 5 GB download is not re-read);
+- every --var (the Make variables and settings the stage's result depends on).
+Inputs of one stage are the outputs of the one before (corpus/, vocab.txt, hparams.json ...)
+hashed by content, so changing the corpus, the vocab or the hparams redoes exactly the stages
+that depend on them, and regenerating an identical file redoes nothing.
+
+--keeps PATH names a directory the command continues rather than replaces (the model
+directory: pretraining resumes from its checkpoints). The fingerprint it was started with is
+kept in STAGE.started; if PATH already holds files and the inputs changed since, the stage
+refuses instead of mixing two trainings in one directory. --may-change KEY exempts a key of
+the JSON inputs from that comparison (num_train_steps: training longer continues the model,
+as the reference does when rerun with more steps).
+
+The module also remembers which files of DATA_DIR the pipeline wrote itself (`written.json`),
+so that a vocab.txt or hparams.json a user put there is never overwritten.
+"""
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+from wrapper import paths
+from wrapper.cli import UserError, run_main
+from wrapper.fsutil import atomic_write_text
+
+HASH_LIMIT_BYTES = 64 << 20
+
+
+def file_digest(path):
+    size = os.path.getsize(path)
+    if size >= HASH_LIMIT_BYTES:
+        return "size=%d mtime_ns=%d" % (size, os.stat(path).st_mtime_ns)
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return "sha256=" + sha.hexdigest()
+
+
+def path_digests(path):
+    """{relative file path: digest} for a file or every file under a directory."""
+    if os.path.isfile(path):
+        return {"": file_digest(path)}
+    if os.path.isdir(path):
+        found = {}
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                full = os.path.join(root, name)
+                found[os.path.relpath(full, path)] = file_digest(full)
+        return found
+    return None   # absent
+
+
+def input_key(path, data_dir):
+    """Inputs inside DATA_DIR are named relative to it, so `./data` and `data` agree."""
+    full, base = os.path.abspath(path), os.path.abspath(data_dir)
+    return os.path.relpath(full, base) if full.startswith(base + os.sep) else full
+
+
+def fingerprint(inputs, variables, data_dir="."):
+    """(digest, details): details says what went in, for the record and for messages."""
+    details = {"inputs": {input_key(p, data_dir): path_digests(p) for p in inputs},
+               "vars": dict(variables)}
+    text = json.dumps(details, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest(), details
+
+
+def continuation_fingerprint(inputs, variables, data_dir, may_change):
+    """The fingerprint without the JSON keys `may_change` (a longer run continues a model)."""
+    details = {"inputs": {}, "vars": dict(variables)}
+    for path in inputs:
+        key = input_key(path, data_dir)
+        if path.endswith(".json") and os.path.isfile(path) and may_change:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    content = json.load(f)
+            except ValueError:
+                content = None
+            if isinstance(content, dict):
+                details["inputs"][key] = {k: v for k, v in content.items() if k not in may_change}
+                continue
+        details["inputs"][key] = path_digests(path)
+    text = json.dumps(details, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest(), details
+
+
+def record_path(data_dir, stage, kind="done"):
+    return os.path.join(paths.stages_dir(data_dir), "%s.%s" % (stage, kind))
+
+
+def read_record(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_record(path, digest, details):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_text(path, json.dumps({"fingerprint": digest, "finished": time.strftime(
+        "%Y-%m-%dT%H:%M:%S"), **details}, indent=1, sort_keys=True) + "\n")
+
+
+def changed_inputs(old, new):
+    """Names of the inputs and variables that differ between two records' details."""
+    names = []
+    for key in ("inputs", "vars"):
+        a, b = old.get(key, {}), new.get(key, {})
+        names += sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return names
+
+
+def has_files(directory):
+    return os.path.isdir(directory) and any(files for _, _, files in os.walk(directory))
+
+
+# ---- files of DATA_DIR the pipeline wrote (never overwrite one a user put there) ----------
+
+def _written_file(data_dir):
+    return os.path.join(paths.stages_dir(data_dir), "written.json")
+
+
+def note_written(data_dir, path):
+    """Records that the pipeline wrote `path` (its current content)."""
+    table = read_record(_written_file(data_dir)) or {}
+    table[os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))] = file_digest(path)
+    os.makedirs(paths.stages_dir(data_dir), exist_ok=True)
+    atomic_write_text(_written_file(data_dir), json.dumps(table, indent=1, sort_keys=True) + "\n")
+
+
+def check_replaceable(data_dir, path, hint):
+    """Raises UserError if `path` exists and is not the file the pipeline last wrote there."""
+    if not os.path.exists(path):
+        return
+    table = read_record(_written_file(data_dir)) or {}
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
+    if table.get(rel) != file_digest(path):
+        raise UserError("%s was not written by this pipeline (or was edited since); %s"
+                        % (path, hint))
+
+
+# ---- the runner ---------------------------------------------------------------------------
+
+def run_stage(stage, data_dir, inputs, variables, outputs, keeps, command, may_change=()):
+    digest, details = fingerprint(inputs, variables, data_dir)
+    done_path = record_path(data_dir, stage)
+    done = read_record(done_path)
+    missing = [p for p in outputs if not os.path.exists(p)]
+    if done and done.get("fingerprint") == digest and not missing:
+        print("%s: up to date (inputs unchanged since %s; remove %s to redo it)"
+              % (stage, done.get("finished", "?"), done_path))
+        return 0
+    if done:
+        why = changed_inputs(done, details) or ["missing output %s" % m for m in missing]
+        print("%s: redoing (changed: %s)" % (stage, ", ".join(why)))
+        os.remove(done_path)
+    if keeps:
+        started_path = record_path(data_dir, stage, "started")
+        started = read_record(started_path)
+        kept_digest, kept_details = continuation_fingerprint(inputs, variables, data_dir,
+                                                             may_change)
+        if has_files(keeps):
+            if started is None:
+                raise UserError("%s holds files that this pipeline did not start; move it "
+                                "away or choose another MODEL_NAME" % keeps)
+            if started.get("fingerprint") != kept_digest:
+                raise UserError(
+                    "%s was started from other inputs (changed: %s); to keep it, rerun with "
+                    "the inputs it was started with (only %s may change); to start afresh, "
+                    "choose another MODEL_NAME or move that directory away"
+                    % (keeps, ", ".join(changed_inputs(started, kept_details)),
+                       ", ".join(may_change) or "nothing"))
+        else:
+            write_record(started_path, kept_digest, kept_details)
+    if not command:
+        raise UserError("no command given for stage %s" % stage)
+    status = subprocess.call(command)
+    if status == 0:
+        write_record(done_path, digest, details)
+    return status
+
+
+def parse_vars(items):
+    variables = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UserError("--var wants NAME=VALUE, got %r" % item)
+        variables[name] = value
+    return variables
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    command = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("stage")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--input", action="append", default=[])
+    parser.add_argument("--input-list", default="",
+                        help="more inputs, joined with ':' (as CORPUS)")
+    parser.add_argument("--var", action="append", default=[])
+    parser.add_argument("--output", action="append", default=[])
+    parser.add_argument("--keeps")
+    parser.add_argument("--may-change", action="append", default=[],
+                        help="a key of the JSON inputs that may change for a --keeps "
+                             "directory (num_train_steps: a longer run continues the model)")
+    args = parser.parse_args(argv)
+    inputs = args.input + [p for p in args.input_list.split(os.pathsep) if p]
+    return run_stage(args.stage, args.data_dir, inputs, parse_vars(args.var),
+                     args.output, args.keeps, command, tuple(args.may_change))
+
+
+if __name__ == "__main__":
+    run_main(main, "stages")

@@ -1,0 +1,114 @@
+"""Reading an ELECTRA TF checkpoint: finding it, checking it is whole, and its tensors.
+
+A checkpoint is a prefix (`model.ckpt-40`) with an `.index` file and one or more
+`.data-SSSSS-of-NNNNN` shards. TensorFlow reports a half-copied checkpoint with a long
+traceback; here it is one line naming the missing file.
+"""
+import collections
+import glob
+import os
+import re
+
+from wrapper.cli import UserError
+
+# Checkpoint entries that are not weights of either network, skipped by rule.
+OPTIMIZER_SLOT_SUFFIXES = ("/adam_m", "/adam_v")
+GLOBAL_STEP = "global_step"
+
+
+def is_training_state(name):
+    return name == GLOBAL_STEP or name.endswith(OPTIMIZER_SLOT_SUFFIXES)
+
+
+def _latest_in_directory(directory):
+    """The newest checkpoint prefix of a model directory (its `checkpoint` file, else by step)."""
+    state = os.path.join(directory, "checkpoint")
+    if os.path.isfile(state):
+        with open(state, encoding="utf-8") as f:
+            match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', f.read(), re.M)
+        if match:
+            path = match.group(1)
+            if not os.path.isabs(path):
+                path = os.path.join(directory, path)
+            return path
+    indexes = glob.glob(os.path.join(directory, "*.index"))
+    if not indexes:
+        return None
+
+    def step(path):
+        found = re.search(r"-(\d+)\.index$", path)
+        return int(found.group(1)) if found else -1
+    return max(indexes, key=step)[:-len(".index")]
+
+
+def resolve_checkpoint(path):
+    """A checkpoint prefix from a prefix or a model directory; checks that it is complete."""
+    if os.path.isdir(path):
+        prefix = _latest_in_directory(path)
+        if prefix is None:
+            raise UserError("no checkpoint in %s (no *.index file); train first (make pretrain) "
+                            "or pass a checkpoint prefix such as DIR/model.ckpt-1000" % path)
+    else:
+        prefix = path
+        for suffix in (".index", ".meta"):
+            if prefix.endswith(suffix):   # a file of the checkpoint named instead of its prefix
+                prefix = prefix[:-len(suffix)]
+        prefix = re.sub(r"\.data-\d{5}-of-\d{5}$", "", prefix)
+    index = prefix + ".index"
+    shards = sorted(glob.glob(glob.escape(prefix) + ".data-?????-of-?????"))
+    if not os.path.isfile(index) and not shards:
+        raise UserError("checkpoint %s not found (neither %s nor %s.data-* exist); pass the "
+                        "prefix of a checkpoint, e.g. DATA_DIR/models/NAME/model.ckpt-1000"
+                        % (prefix, index, prefix))
+    if not os.path.isfile(index):
+        raise UserError("checkpoint %s is incomplete: %s is missing (copy the whole checkpoint: "
+                        ".index and .data-* files)" % (prefix, index))
+    if not shards:
+        raise UserError("checkpoint %s is incomplete: its data file %s.data-00000-of-NNNNN is "
+                        "missing beside %s (copy the whole checkpoint: .index and .data-* files)"
+                        % (prefix, prefix, index))
+    total = int(shards[0][-5:])
+    expected = ["%s.data-%05d-of-%05d" % (prefix, i, total) for i in range(total)]
+    missing = [p for p in expected if p not in shards]
+    if missing:
+        raise UserError("checkpoint %s is incomplete: %s is missing (%d of %d data shards present)"
+                        % (prefix, missing[0], total - len(missing), total))
+    return prefix
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow.compat.v1 as tf
+    tf.logging.set_verbosity(tf.logging.ERROR)
+    return tf
+
+
+def read_shapes(prefix):
+    """name -> shape (list) of every checkpoint entry."""
+    reader = _reader(prefix)
+    return {name: list(shape) for name, shape in reader.get_variable_to_shape_map().items()}
+
+
+def read_tensors(prefix, names=None):
+    """OrderedDict name -> numpy array, sorted by name (all entries when names is None)."""
+    reader = _reader(prefix)
+    if names is None:
+        names = reader.get_variable_to_shape_map().keys()
+    return collections.OrderedDict((name, reader.get_tensor(name)) for name in sorted(names))
+
+
+def _reader(prefix):
+    tf = _tf()
+    try:
+        return tf.train.NewCheckpointReader(prefix)
+    except Exception as e:  # DataLossError and friends: a corrupt or truncated file
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError("cannot read checkpoint %s: %s" % (prefix, first_line))
+
+
+def global_step(prefix):
+    reader = _reader(prefix)
+    if reader.has_tensor(GLOBAL_STEP):
+        return int(reader.get_tensor(GLOBAL_STEP))
+    found = re.search(r"-(\d+)$", prefix)
+    return int(found.group(1)) if found else None

@@ -1,0 +1,174 @@
+"""DATA_DIR/vocab.txt: the WordPiece vocabulary, validated before it is written.
+
+    python -m wrapper.vocab --data-dir D --vocab mbert|train|PATH [--vocab-size N]
+
+- mbert: bert-base-multilingual-cased's vocab (119547 tokens, cased) through transformers'
+  BertTokenizer.from_pretrained, as the tutorial; the local cache is tried first.
+- train: a cased WordPiece vocab of VOCAB_SIZE tokens trained on DATA_DIR/corpus with the
+  `tokenizers` package: no lower-casing, accents kept (the builder runs --no-lower-case),
+  the five specials first, "##" continuation pieces as BERT's tokenizer expects.
+- PATH: an existing vocab.txt.
+Whatever the source: non-empty, one token per line, no blank or duplicate tokens, the
+specials [PAD] [UNK] [CLS] [SEP] [MASK] present; a trained vocab must also tokenize the
+corpus with BERT's tokenizer mostly without [UNK].
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+from wrapper import paths, stages
+from wrapper.cli import UserError, run_main
+from wrapper.corpus import positive_int
+from wrapper.fsutil import atomic_write_text
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+MBERT = "bert-base-multilingual-cased"
+MAX_UNK_FRACTION = 0.01       # of a trained vocab's tokens on a sample of its own corpus
+SAMPLE_LINES = 2000
+
+
+def validate(tokens, source):
+    """Raises UserError unless `tokens` is a usable BERT vocab."""
+    if not tokens:
+        raise UserError("vocab %s is empty" % source)
+    for number, token in enumerate(tokens, 1):
+        if not token.strip():
+            raise UserError("vocab %s: line %d is blank" % (source, number))
+        if token != token.strip() or len(token.split()) != 1:
+            raise UserError("vocab %s: line %d (%r) holds whitespace; one token per line"
+                            % (source, number, token))
+    seen = {}
+    for number, token in enumerate(tokens, 1):
+        if token in seen:
+            raise UserError("vocab %s: token %r is on lines %d and %d (duplicates shift ids)"
+                            % (source, token, seen[token], number))
+        seen[token] = number
+    missing = [t for t in SPECIAL_TOKENS if t not in seen]
+    if missing:
+        raise UserError("vocab %s lacks the special tokens %s" % (source, " ".join(missing)))
+
+
+def read_tokens(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError("vocab %s is not UTF-8 text (%s)" % (path, e.reason))
+    except OSError as e:
+        raise UserError("cannot read vocab %s: %s" % (path, e.strerror))
+
+
+def mbert_tokens():
+    """bert-base-multilingual-cased's vocab via transformers (the local cache first)."""
+    import logging
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    from transformers import BertTokenizer
+    tokenizer = None
+    for local_only in (True, False):
+        try:
+            tokenizer = BertTokenizer.from_pretrained(MBERT, local_files_only=local_only)
+            break
+        except (OSError, ValueError):
+            continue
+    if tokenizer is None:
+        raise UserError("VOCAB=mbert: cannot fetch %s's vocab from the Hugging Face hub "
+                        "(offline?); use VOCAB=train (trained on the corpus) or "
+                        "VOCAB=path/to/vocab.txt" % MBERT)
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_tokens(tokenizer.save_vocabulary(tmp)[0])
+
+
+def corpus_files(data_dir):
+    directory = paths.corpus_dir(data_dir)
+    files = sorted(os.path.join(directory, n) for n in os.listdir(directory)) \
+        if os.path.isdir(directory) else []
+    if not files:
+        raise UserError("VOCAB=train needs the corpus: %s is missing; run make corpus first"
+                        % directory)
+    return files
+
+
+def trained_tokens(data_dir, vocab_size):
+    from tokenizers import BertWordPieceTokenizer
+    tokenizer = BertWordPieceTokenizer(lowercase=False, strip_accents=False, clean_text=True,
+                                       handle_chinese_chars=True, wordpieces_prefix="##")
+    tokenizer.train(corpus_files(data_dir), vocab_size=vocab_size, min_frequency=2,
+                    special_tokens=SPECIAL_TOKENS, show_progress=sys.stderr.isatty(),
+                    wordpieces_prefix="##")
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = tokenizer.save(tmp, "trained")
+        saved = saved[0] if isinstance(saved, list) else saved
+        return read_tokens(saved)
+
+
+def check_usable(vocab_path, data_dir):
+    """A trained vocab must suit BERT's tokenizer: '##' pieces, few [UNK] on its corpus."""
+    from transformers import BertTokenizer
+    tokenizer = BertTokenizer(vocab_path, do_lower_case=False)
+    lines = []
+    for name in corpus_files(data_dir):
+        with open(name, encoding="utf-8") as f:
+            lines += [line for line in (next(f, "").strip() for _ in range(SAMPLE_LINES))
+                      if line]
+    pieces = [t for line in lines for t in tokenizer.tokenize(line)]
+    unknown = sum(1 for t in pieces if t == "[UNK]")
+    continuation = sum(1 for t in pieces if t.startswith("##"))
+    if not pieces or unknown > MAX_UNK_FRACTION * len(pieces) or not continuation:
+        raise UserError("the trained vocab does not suit BERT's tokenizer on the corpus "
+                        "(%d of %d tokens [UNK], %d '##' pieces); try a larger VOCAB_SIZE"
+                        % (unknown, len(pieces), continuation))
+    return {"sample_tokens": len(pieces), "unknown": unknown, "continuation": continuation}
+
+
+def build(data_dir, vocab, vocab_size):
+    target = paths.vocab_file(data_dir)
+    if vocab == "mbert":
+        tokens, source = mbert_tokens(), MBERT
+    elif vocab == "train":
+        tokens, source = trained_tokens(data_dir, vocab_size), "trained on %s" % (
+            paths.corpus_dir(data_dir))
+    else:
+        if not os.path.isfile(vocab):
+            raise UserError("VOCAB=%s: expected mbert, train or the path of a vocab.txt file"
+                            % vocab)
+        tokens, source = read_tokens(vocab), vocab
+    validate(tokens, source)
+    report = ""
+    if vocab == "train":   # checked before it replaces anything
+        with tempfile.TemporaryDirectory() as tmp:
+            candidate = os.path.join(tmp, "vocab.txt")
+            with open(candidate, "w", encoding="utf-8") as f:
+                f.write("\n".join(tokens) + "\n")
+            usable = check_usable(candidate, data_dir)
+        report = " (BERT tokenizer on %d corpus tokens: %d [UNK], %d '##' pieces)" % (
+            usable["sample_tokens"], usable["unknown"], usable["continuation"])
+    same_file = vocab not in ("mbert", "train") and os.path.exists(target) and \
+        os.path.samefile(vocab, target)
+    if not same_file:
+        stages.check_replaceable(data_dir, target,
+                                 "to use it, run with VOCAB=%s; else move it away" % target)
+        atomic_write_text(target, "\n".join(tokens) + "\n")
+        stages.note_written(data_dir, target)
+    print("vocab: %s: %d tokens from %s%s" % (target, len(tokens), source, report))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--vocab", default="mbert", help="mbert | train | path/to/vocab.txt")
+    parser.add_argument("--vocab-size", default="8000", help="tokens of a trained vocab")
+    args = parser.parse_args(argv)
+    vocab = args.vocab.strip()
+    if not vocab:
+        raise UserError("VOCAB is empty; use mbert, train or path/to/vocab.txt")
+    vocab_size = positive_int(args.vocab_size, "VOCAB_SIZE")
+    if vocab == "train" and vocab_size < len(SPECIAL_TOKENS) + 100:
+        raise UserError("VOCAB_SIZE=%d is too small for a WordPiece vocab; use 1000 or more"
+                        % vocab_size)
+    os.makedirs(args.data_dir, exist_ok=True)
+    build(args.data_dir, vocab, vocab_size)
+
+
+if __name__ == "__main__":
+    run_main(main, "vocab")
