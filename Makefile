@@ -48,6 +48,8 @@ help: ## this list
 	@echo "  ELECTRA_DIR=$(ELECTRA_DIR)  builder/trainer implementation (an upstream checkout works)"
 	@echo "  SENTENCE='$(SENTENCE)'  sentence for make predict"
 	@echo "  PYTHON37=path                 Python 3.7 interpreter for make setup"
+	@echo "make demo runs all + predict in DATA_DIR/demo with VOCAB=train VOCAB_SIZE=$(DEMO_VOCAB_SIZE) PRESET=demo-cpu"
+	@echo "on CORPUS= if given, else Debian's fortunes-es + debian-reference-es, else an OpenSubtitles slice."
 
 # ---- environments ----------------------------------------------------------------------
 setup: $(VENV)/.installed ## create .venv (Python 3.7, TF 1.15) from requirements.lock
@@ -72,6 +74,8 @@ MODEL_DIR     = $(DATA_DIR)/models/$(MODEL_NAME)
 HF_DIR        = $(MODEL_DIR)/hf
 STAGE         = $(PY) -m wrapper.stages
 PIPELINE      := corpus vocab hparams pretrain-data pretrain convert verify
+# Free text reaches the recipes through the environment: any quote in it is safe there.
+export HPARAMS_OVERRIDES SENTENCE
 # Our builder takes --seed (reproducible shards); an upstream checkout has no such flag.
 BUILDER_SEED  = $(if $(filter $(abspath third_party/electra),$(abspath $(ELECTRA_DIR))),--seed 1234)
 DOWNLOAD_BYTES ?=
@@ -90,7 +94,7 @@ demo: setup ## whole pipeline offline on Debian's Spanish text, tiny model, CPU,
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory all predict DATA_DIR="$(DEMO_DATA_DIR)" CORPUS="$(DEMO_CORPUS)" \
 	  DOWNLOAD_BYTES="$(DEMO_DOWNLOAD_BYTES)" TRAIN_SIZE="$(DEMO_TRAIN_SIZE)" VOCAB=train VOCAB_SIZE="$(DEMO_VOCAB_SIZE)" \
-	  PRESET=demo-cpu && \
+	  PRESET=demo-cpu TF_CPP_MIN_LOG_LEVEL=3 && \
 	echo "Hugging Face model (ElectraForPreTraining): $(abspath $(DEMO_DATA_DIR))/models/$(MODEL_NAME)/hf/discriminator" && \
 	echo "make demo: done in $$(( $$(date +%s) - start )) s"
 
@@ -111,10 +115,10 @@ vocab: setup ## DATA_DIR/vocab.txt (VOCAB=mbert|train|path)
 hparams: setup ## DATA_DIR/hparams.json from PRESET + HPARAMS_OVERRIDES, type-checked
 	@$(STAGE) hparams --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/vocab.txt" \
 	  $(if $(wildcard hparams/$(PRESET).json),--input "hparams/$(PRESET).json",--input-list "$(PRESET)") \
-	  --var PRESET="$(PRESET)" --var HPARAMS_OVERRIDES='$(HPARAMS_OVERRIDES)' --var MODEL_NAME="$(MODEL_NAME)" \
+	  --var PRESET="$(PRESET)" --var HPARAMS_OVERRIDES="$$HPARAMS_OVERRIDES" --var MODEL_NAME="$(MODEL_NAME)" \
 	  --output "$(DATA_DIR)/hparams.json" -- \
 	  $(PY) -m wrapper.hparams --data-dir "$(DATA_DIR)" --preset "$(PRESET)" \
-	  --overrides '$(HPARAMS_OVERRIDES)' --model-name "$(MODEL_NAME)"
+	  --overrides "$$HPARAMS_OVERRIDES" --model-name "$(MODEL_NAME)"
 
 pretrain-data: setup ## DATA_DIR/pretrain_tfrecords with ELECTRA_DIR's builder
 	@flags=$$($(PY) -m wrapper.hparams --data-dir "$(DATA_DIR)" --builder-flags) && \
@@ -142,16 +146,13 @@ convert: setup ## Hugging Face discriminator + generator under DATA_DIR/models/M
 	  --output "$(HF_DIR)/discriminator" --output "$(HF_DIR)/generator" -- \
 	  $(PY) -m wrapper.export --data-dir "$(DATA_DIR)" --model-name "$(MODEL_NAME)"
 
-verify: setup ## TF vs PyTorch logits on real sentences (2.8.0 and current transformers)
+verify: setup setup-modern ## TF vs PyTorch logits on real sentences (2.8.0 and current transformers)
 	@$(STAGE) verify-$(MODEL_NAME) --data-dir "$(DATA_DIR)" --input "$(MODEL_DIR)/checkpoint" \
-	  --input "$(HF_DIR)" --var modern="$(wildcard $(PY_MODERN))" -- \
-	  bash -c '$(PY) -m wrapper.verify --data-dir "$(DATA_DIR)" --model-name "$(MODEL_NAME)" && \
-	  if [ -x "$(PY_MODERN)" ]; then $(PY_MODERN) -m wrapper.verify --data-dir "$(DATA_DIR)" \
-	  --model-name "$(MODEL_NAME)"; else echo "verify: $(PY_MODERN) missing (make setup-modern); \
-	  checked with transformers 2.8.0 only"; fi'
+	  --input "$(HF_DIR)" -- \
+	  $(PY) -m wrapper.verify --data-dir "$(DATA_DIR)" --model-name "$(MODEL_NAME)"
 
 predict: setup ## discriminator's table for SENTENCE
-	@$(PY) -m wrapper.predict --model-dir "$(HF_DIR)/discriminator" "$(SENTENCE)"
+	@$(PY) -m wrapper.predict --model-dir "$(HF_DIR)/discriminator" "$$SENTENCE"
 
 tensorboard: setup ## TensorBoard on DATA_DIR/models/MODEL_NAME
 	$(VENV)/bin/tensorboard --logdir "$(MODEL_DIR)"

@@ -42,6 +42,16 @@ def read_parts(corpus_dir):
     return names, [open(os.path.join(corpus_dir, n), encoding="utf-8").read() for n in names]
 
 
+def test_make_help_documents_the_variables():
+    text = run(MAKE + ["help"]).stdout
+    for name in ["DATA_DIR", "MODEL_NAME", "PRESET", "HPARAMS_OVERRIDES", "CORPUS", "TRAIN_SIZE",
+                 "VOCAB", "VOCAB_SIZE", "NUM_PROCESSES", "ELECTRA_DIR", "SENTENCE"]:
+        assert "  %s=" % name in text, name
+    for target in ["demo", "corpus", "vocab", "hparams", "pretrain-data", "pretrain", "convert",
+                   "verify", "predict", "tensorboard", "all"]:
+        assert "  %s " % target in text, target
+
+
 # ---- corpus ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -420,3 +430,26 @@ def test_stage_record_only_after_success_and_model_dir_guard(tmp_path):
     assert_one_line_error(proc, "started from other inputs", "MODEL_NAME")
     assert sorted(os.listdir(model)) == ["ckpt", "half"]
     assert not os.path.exists(os.path.join(data, ".stages", "train.done"))
+
+
+def test_pretrain_data_runs_another_electra_dir_with_reference_flags(tmp_path, debian_fortunes_dir):
+    # Another checkout with the same command line (here a copy of ours at another path): it
+    # gets only the reference's flags, so an upstream checkout works unchanged.
+    other = str(tmp_path / "electra-checkout")
+    shutil.copytree(os.path.join(REPO, "third_party", "electra"), other,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    data = str(tmp_path / "d")
+    common = ["DATA_DIR=" + data, "CORPUS=" + debian_fortunes_dir, "TRAIN_SIZE=2000",
+              "VOCAB=" + VOCAB_8K]
+    run(MAKE + ["corpus", "vocab", "hparams"] + common)
+    dry = run(MAKE + ["-n", "pretrain-data", "ELECTRA_DIR=" + other] + common).stdout
+    assert "%s/build_pretraining_dataset.py\" --corpus-dir" % other in dry and "--seed" not in dry
+    assert "--seed 1234" in run(MAKE + ["-n", "pretrain-data"] + common).stdout
+    out = run(MAKE + ["pretrain-data", "ELECTRA_DIR=" + other] + common).stdout
+    shards = os.listdir(os.path.join(data, "pretrain_tfrecords"))
+    assert len(shards) == 1000 and "pretrain-data: done" in out
+    record = json.load(open(os.path.join(data, ".stages", "pretrain-data.done")))
+    assert record["vars"]["ELECTRA_DIR"] == other
+    assert record["vars"]["builder_flags"] == "--max-seq-length 128 --no-lower-case"
+    again = run(MAKE + ["pretrain-data"] + common).stdout
+    assert "pretrain-data: redoing (changed: ELECTRA_DIR)" in again

@@ -201,6 +201,15 @@ def _shape(shape):
     return "[%s]" % ", ".join(str(d) for d in shape)
 
 
+def require_network(names, network):
+    if not has_network(names, network):
+        raise UserError("the checkpoint has no %s (no %s* tensors)%s"
+                        % (network, HEAD_SCOPES[network],
+                           "; it was trained without a generator (uniform_generator or "
+                           "electra_objective settings); convert the discriminator"
+                           if network == "generator" else ""))
+
+
 def map_checkpoint(shapes, network, parameter_shapes, what="the config"):
     """Plans the conversion: OrderedDict HF parameter -> (TF tensor, transpose?).
 
@@ -208,12 +217,7 @@ def map_checkpoint(shapes, network, parameter_shapes, what="the config"):
     model's state dict). Raises UserError on anything that does not fit exactly.
     """
     names = list(shapes)
-    if not has_network(names, network):
-        raise UserError("the checkpoint has no %s (no %s* tensors)%s"
-                        % (network, HEAD_SCOPES[network],
-                           "; it was trained without a generator (uniform_generator or "
-                           "electra_objective settings); convert the discriminator"
-                           if network == "generator" else ""))
+    require_network(names, network)
     own, _, unknown = split_by_network(names, network)
     if unknown:
         raise UserError("checkpoint tensor %s belongs to no ELECTRA network (%s); is this an "
@@ -267,6 +271,7 @@ def convert(prefix, config, network, what="the config"):
     """(model with the checkpoint's weights loaded, OrderedDict name -> numpy array)."""
     import torch
     shapes = tf_checkpoint.read_shapes(prefix)
+    require_network(list(shapes), network)
     model = build_model(config, network)
     state = model.state_dict()
     plan = map_checkpoint(shapes, network, {k: list(v.shape) for k, v in state.items()}, what)
@@ -321,8 +326,9 @@ def main(argv=None):
     if not weights_name:
         raise UserError("--pytorch_dump_path must name a file, e.g. OUT/pytorch_model.bin")
     network = args.discriminator_or_generator
-    model, arrays = convert(prefix, config, network, what=args.electra_config_file)
     owned = {weights_name, CONFIG_NAME}
+    fsutil.refuse_foreign(out_dir, lambda rel: rel in owned, "output directory")
+    model, arrays = convert(prefix, config, network, what=args.electra_config_file)
     with fsutil.atomic_output_dir(out_dir, owned=lambda rel: rel in owned) as partial:
         write_model(partial, model, arrays, config, network)
         if weights_name != WEIGHTS_NAME:

@@ -8,7 +8,8 @@ Source: by default the tutorial's OpenSubtitles v2016 Spanish monolingual file, 
 are joined with ':'. The first TRAIN_SIZE input lines are kept, as the tutorial's `head -n`.
 
 Output format (what build_pretraining_dataset.py reads with blank lines separating documents):
-one line of text per line, surrounding whitespace stripped, and one blank line between
+one line of text per line, surrounding whitespace stripped and inner runs of whitespace
+(tabs, carriage returns, Unicode line separators) made one space, and one blank line between
 documents. Lines are kept as they are: OpenSubtitles already has one subtitle sentence per
 line, and the builder packs consecutive lines into segments anyway. What a document is:
 - a run of non-blank lines between blank lines (several blank lines count as one);
@@ -42,6 +43,7 @@ TEXT_SUFFIXES = (".txt", ".gz", ".fortunes")
 PART_NAME = re.compile(r"^part-\d{5}-of-\d{5}\.txt$")
 DOCUMENT_SEPARATORS = ("%",)
 DEFAULT_TRAIN_SIZE = 1000000
+SLICE_MARK = ".first-"    # in the name of a downloaded slice, whose gzip stream is cut short
 
 _dropped = [0]
 
@@ -121,7 +123,7 @@ def read_documents(sources, train_size, stats, progress=None):
                     else:
                         document.append(" ".join(line.split()))
         except EOFError as e:
-            if ".first-" not in os.path.basename(path):
+            if SLICE_MARK not in os.path.basename(path):
                 raise UserError("cannot read %s: %s (a truncated file? for the download, "
                                 "remove it and run again)" % (path, e))
             # A downloaded slice ends mid-stream by design: its last line may be cut.
@@ -224,8 +226,8 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
     else:
         name = os.path.basename(url)
         if download_bytes:   # a slice: the first bytes of the .gz hold the first lines
-            name = "%s.first-%d%s" % (name[:-3], download_bytes, ".gz") \
-                if name.endswith(".gz") else "%s.first-%d" % (name, download_bytes)
+            name = "%s%s%d.gz" % (name[:-3], SLICE_MARK, download_bytes) \
+                if name.endswith(".gz") else "%s%s%d" % (name, SLICE_MARK, download_bytes)
         dest = os.path.join(paths.downloads_dir(data_dir), name)
         sources = [download.download(url, dest, max_bytes=download_bytes)]
     with atomic_output_dir(paths.corpus_dir(data_dir),

@@ -17,7 +17,7 @@ import urllib.request
 from wrapper.cli import UserError, run_main
 
 OPENSUBTITLES_ES_URL = "https://object.pouta.csc.fi/OPUS-OpenSubtitles/v2016/mono/es.txt.gz"
-CONNECT_TIMEOUT_S = 15        # also the longest silence tolerated mid-transfer
+CONNECT_TIMEOUT_S = 10        # also the longest silence tolerated mid-transfer
 CHUNK_BYTES = 1 << 20
 OFFLINE_HINT = ("offline? give a local corpus instead: CORPUS=path/to/text.txt, .gz or a "
                 "directory of them")

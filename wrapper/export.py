@@ -248,6 +248,9 @@ def export(data_dir, model_name, log=print):
         raise UserError("%s has %d lines but the checkpoint's embedding table has %d rows; "
                         "is it the vocab the model was trained with?"
                         % (vocab_path, vocab_lines, configs[next(iter(configs))]["vocab_size"]))
+    for network in configs:   # refuse before the slow part, and before writing anything
+        fsutil.refuse_foreign(paths.hf_dir(data_dir, model_name, network),
+                              lambda rel: rel in OUTPUT_FILES, "Hugging Face directory")
     step = tf_checkpoint.global_step(prefix)
     do_lower_case = run_config.do_lower_case
     written = []

@@ -21,6 +21,8 @@ def load(model_dir):
     if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
         raise UserError("%s has no vocab.txt; convert with `python -m wrapper.export`, which "
                         "writes the tokenizer files" % model_dir)
+    # transformers 2.8.0 imports TensorFlow when it is installed; the demo needs only torch.
+    os.environ.setdefault("USE_TF", "0")
     import transformers
     if hasattr(transformers, "utils") and hasattr(transformers.utils, "logging"):
         transformers.utils.logging.disable_progress_bar()   # current transformers only

@@ -191,9 +191,11 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, command, may_c
             write_record(started_path, kept_digest, kept_details)
     if not command:
         raise UserError("no command given for stage %s" % stage)
+    started_at = time.time()
     status = subprocess.call(command)
     if status == 0:
         write_record(done_path, digest, details)
+        print("%s: done in %.1f s" % (stage, time.time() - started_at))
     return status
 
 

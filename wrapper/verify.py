@@ -29,7 +29,7 @@ import tempfile
 
 import numpy as np
 
-from wrapper import paths, tf_checkpoint
+from wrapper import convert, paths, tf_checkpoint
 from wrapper.cli import UserError, run_main
 
 PY_LEGACY = os.path.join(paths.REPO_ROOT, ".venv", "bin", "python")
@@ -149,6 +149,9 @@ def reference(data_dir, model_name):
         raise UserError("model directory %s does not exist; train first (make pretrain)"
                         % model_dir)
     prefix = tf_checkpoint.resolve_checkpoint(model_dir)
+    names = list(tf_checkpoint.read_shapes(prefix))
+    networks = [n for n in ("discriminator", "generator") if convert.has_network(names, n)]
+    hf_dirs(data_dir, model_name, networks)   # before the slow part: is there anything to check?
     run_config, _, _ = load_run_config(data_dir, model_name)
     tokenization = _load_module("electra_tokenization", "tokenization.py")
     tokenizer = tokenization.FullTokenizer(paths.vocab_file(data_dir),
@@ -157,6 +160,7 @@ def reference(data_dir, model_name):
     texts, rows = builder_rows(tokenizer, list(SENTENCES) + corpus_lines(data_dir))
     input_ids, input_mask, segment_ids = pad_rows(rows)
     logits = tf_logits(run_config, prefix, input_ids, input_mask, segment_ids)
+    logits = {"%s_logits" % n: logits["%s_logits" % n] for n in networks}
     return dict(prefix=prefix, texts=texts, input_ids=input_ids, input_mask=input_mask,
                 segment_ids=segment_ids, **logits)
 
@@ -212,15 +216,13 @@ def compare(report, label, network, logits, ref, argmax_only=False):
                      % (label, network, diff, TOLERANCE))
 
 
-def hf_dirs(data_dir, model_name, ref):
+def hf_dirs(data_dir, model_name, networks):
     dirs = {}
-    for network in ("discriminator", "generator"):
+    for network in networks:
         path = paths.hf_dir(data_dir, model_name, network)
-        if "%s_logits" % network in ref:
-            if not os.path.isfile(os.path.join(path, "config.json")):
-                raise UserError("%s is missing or incomplete; convert first (make convert)"
-                                % path)
-            dirs[network] = path
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise UserError("%s is missing or incomplete; convert first (make convert)" % path)
+        dirs[network] = path
     return dirs
 
 
@@ -319,7 +321,8 @@ def verify(data_dir, model_name, skip_modern=False, tf_reference=None):
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     ref = reference(data_dir, model_name) if tf_reference is None else load_reference(tf_reference)
-    dirs = hf_dirs(data_dir, model_name, ref)
+    dirs = hf_dirs(data_dir, model_name, [n for n in ("discriminator", "generator")
+                                          if "%s_logits" % n in ref])
     report = Report()
     tokens = int(ref["input_mask"].sum())
     import transformers

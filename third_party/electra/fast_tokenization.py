@@ -10,11 +10,9 @@ with whole-string operations that run in C, over many lines joined by "\\n":
      never looks across whitespace, so the result is the same;
   3. accent stripping: NFD of the whole text, then the category-Mn characters removed.
      Canonical reordering never crosses a starter such as a space, so again the same;
-  4. splitting on whitespace (str.split's own set, which `\\s` of `re` matches) and on
-     punctuation: one findall per line with `punct|[^punct\\s]+`, built for the
-     punctuation characters present;
-  5. WordPiece: per distinct word, computed once by the plain WordpieceTokenizer and
-     cached, then looked up.
+  4. splitting on whitespace: str.split() of the whole text, BERT's own whitespace split;
+  5. punctuation split and WordPiece: per distinct whitespace-separated chunk, computed
+     once by the plain tokenizer's functions and cached, then looked up.
 Every character class comes from tokenization.py's own predicates, so both paths share
 one definition; tests compare the two on real corpora line by line.
 """
@@ -27,13 +25,15 @@ import tokenization
 
 # A cache of this many distinct words is dropped and rebuilt (memory bound on huge corpora).
 MAX_CACHED_WORDS = 2000000
-# What the end of a line maps to in the flat stream of ids (real ids are never negative).
+# Each line end becomes this word (NUL: clean-up removes every NUL from the text itself),
+# which maps to this id in the flat stream of ids (real ids are never negative).
+LINE_END_MARK = "\x00"
 LINE_END_ID = -1
 LINE_END = (LINE_END_ID,)
 
 
 class _WordIds(dict):
-  """word -> tuple of WordPiece ids, filled on first use."""
+  """word (no whitespace, no punctuation) -> tuple of its WordPiece ids, filled on first use."""
 
   def __init__(self, vocab):
     super(_WordIds, self).__init__()
@@ -43,12 +43,31 @@ class _WordIds(dict):
   def __missing__(self, word):
     if len(self) >= MAX_CACHED_WORDS:
       self.clear()
-    if word == "\n":
-      ids = LINE_END
-    else:
-      vocab = self._vocab
-      ids = tuple(vocab[piece] for piece in self._wordpiece.tokenize_word(word))
+    vocab = self._vocab
+    ids = tuple(vocab[piece] for piece in self._wordpiece.tokenize_word(word))
     self[word] = ids
+    return ids
+
+
+class _ChunkIds(dict):
+  """whitespace-separated chunk -> tuple of its WordPiece ids (punctuation split off),
+  filled on first use by the plain tokenizer's own functions."""
+
+  def __init__(self, vocab):
+    super(_ChunkIds, self).__init__()
+    self._word_ids = _WordIds(vocab)
+
+  def __missing__(self, chunk):
+    if len(self) >= MAX_CACHED_WORDS:
+      self.clear()
+    if chunk == LINE_END_MARK:
+      ids = LINE_END
+    elif chunk.isalnum():       # letters and digits only: no punctuation to split off
+      ids = self._word_ids[chunk]
+    else:
+      word_ids = self._word_ids
+      ids = tuple(i for word in tokenization.split_on_punctuation(chunk) for i in word_ids[word])
+    self[chunk] = ids
     return ids
 
 
@@ -65,13 +84,10 @@ class BulkTokenizer(object):
   def __init__(self, vocab, do_lower_case=True, strip_accents=True):
     self._do_lower_case = do_lower_case
     self._strip_accents = do_lower_case and strip_accents
-    self._word_ids = _WordIds(vocab)
+    self._chunk_ids = _ChunkIds(vocab)
     self._seen = set()           # characters classified so far
     self._cleanup = {}           # char -> replacement ("" removed, " " whitespace, " c " CJK)
-    self._punctuation = set()    # punctuation characters seen after normalization
-    self._punctuation_checked = set()
     self._cleanup_re = None
-    self._split_re = re.compile(r"\n|\S+")
     self._mn_seen = set()
     self._mn = set()
     self._mn_re = None
@@ -100,22 +116,6 @@ class BulkTokenizer(object):
       changed = True
     if changed:
       self._cleanup_re = re.compile(_char_class(self._cleanup))
-    # Without lower-casing, clean-up only removes characters or turns them into spaces,
-    # so the raw characters are all the punctuation candidates there are.
-    self._learn_normalized(new)
-
-  def _learn_normalized(self, text):
-    """Learns punctuation among characters as they are after lower-casing/accent stripping."""
-    new = set(text)
-    new.difference_update(self._punctuation_checked)
-    if not new:
-      return
-    self._punctuation_checked.update(new)
-    punctuation = [c for c in new if tokenization.is_punctuation(c)]
-    if punctuation:
-      self._punctuation.update(punctuation)
-      punct = _char_class(self._punctuation)
-      self._split_re = re.compile(r"\n|" + punct + "|[^" + punct[1:-1] + r"\s]+")
 
   def _remove_nonspacing_marks(self, text):
     new = set(text)
@@ -147,11 +147,9 @@ class BulkTokenizer(object):
     if not lines:
       return []
     normalized = self.normalize("\n".join(lines) + "\n")
-    if self._do_lower_case:
-      self._learn_normalized(normalized)
-    # One findall and one lookup pass over the whole text; a "\n" word marks each line end.
-    words = self._split_re.findall(normalized)
-    flat = list(itertools.chain.from_iterable(map(self._word_ids.__getitem__, words)))
+    # One split and one lookup pass over the whole text; a marker word ends each line.
+    words = normalized.replace("\n", " " + LINE_END_MARK + " ").split()
+    flat = list(itertools.chain.from_iterable(map(self._chunk_ids.__getitem__, words)))
     result = []
     append = result.append
     find_end = flat.index

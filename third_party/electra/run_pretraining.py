@@ -314,6 +314,16 @@ def train_or_eval(config):
     log("  %s: %s" % (key, value))
   estimator = make_estimator(config)
   if config.do_train:
+    checkpoint = tf.train.latest_checkpoint(config.model_dir)
+    if checkpoint is not None:
+      reader = tf.train.NewCheckpointReader(checkpoint)
+      if reader.has_tensor("global_step"):
+        done = int(reader.get_tensor("global_step"))
+        if done >= config.num_train_steps:
+          log("%s is at step %d >= num_train_steps %d: nothing to train"
+              % (checkpoint, done, config.num_train_steps))
+          return None
+        log("Resuming from %s (step %d)" % (checkpoint, done))
     log("Running training")
     estimator.train(input_fn=input_fn_builder(config, files, True),
                     max_steps=config.num_train_steps)

@@ -92,6 +92,22 @@ def is_removed(char):
   return cp == 0 or cp == 0xFFFD or is_control(char)
 
 
+def split_on_punctuation(text):
+  """Splits a word so that every punctuation character is a piece of its own."""
+  pieces = []
+  start_new_word = True
+  for char in text:
+    if is_punctuation(char):
+      pieces.append([char])
+      start_new_word = True
+    else:
+      if start_new_word:
+        pieces.append([])
+      start_new_word = False
+      pieces[-1].append(char)
+  return ["".join(p) for p in pieces]
+
+
 class BasicTokenizer(object):
   """Cleans text and splits it into words and punctuation."""
 
@@ -109,7 +125,7 @@ class BasicTokenizer(object):
         token = token.lower()
         if self.strip_accents:
           token = self._strip_accents(token)
-      split_tokens.extend(self._split_on_punctuation(token))
+      split_tokens.extend(split_on_punctuation(token))
     return whitespace_tokenize(" ".join(split_tokens))
 
   def _clean_text(self, text):
@@ -132,20 +148,6 @@ class BasicTokenizer(object):
   def _strip_accents(self, text):
     text = unicodedata.normalize("NFD", text)
     return "".join(c for c in text if unicodedata.category(c) != "Mn")
-
-  def _split_on_punctuation(self, text):
-    pieces = []
-    start_new_word = True
-    for char in text:
-      if is_punctuation(char):
-        pieces.append([char])
-        start_new_word = True
-      else:
-        if start_new_word:
-          pieces.append([])
-        start_new_word = False
-        pieces[-1].append(char)
-    return ["".join(p) for p in pieces]
 
 
 class WordpieceTokenizer(object):

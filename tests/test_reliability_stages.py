@@ -1,0 +1,168 @@
+"""`make corpus` and `make pretrain-data` SIGKILLed at seeded points while they replace a
+previous complete output: after each kill the output is the previous complete set (or
+absent), never a partial one, and the stage is not recorded as done; the rerun completes
+with exactly what an uninterrupted run writes.
+"""
+import gzip
+import json
+import os
+import random
+import shutil
+
+import pytest
+
+from conftest import (DEBIAN_REFERENCE_TXT, FORTUNES_SHARED, PY, REPO, VOCAB_8K, run)
+from test_reliability_support import Running, file_matching, tree_digest
+
+HPARAMS = {"do_train": True, "do_eval": False, "model_size": "small", "do_lower_case": False,
+           "vocab_size": 8000, "max_seq_length": 64}
+
+
+def spanish_blob():
+    parts = []
+    for name in sorted(os.listdir(FORTUNES_SHARED)):
+        with open(os.path.join(FORTUNES_SHARED, name), "rb") as f:
+            parts.append(f.read())
+    with gzip.open(DEBIAN_REFERENCE_TXT, "rb") as f:
+        parts.append(f.read())
+    return parts
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory):
+    """Two real Spanish corpora: A (about 4 MB) and B (about 10 MB, other order)."""
+    d = tmp_path_factory.mktemp("texts")
+    parts = spanish_blob()
+    a, b = d / "a.txt", d / "b.txt"
+    a.write_bytes(b"".join(parts) * 2)
+    b.write_bytes(b"".join(reversed(parts)) * 5)
+    return a, b
+
+
+def make(target, data_dir, **variables):
+    args = ["make", "--no-print-directory", "-C", REPO, target, "DATA_DIR=%s" % data_dir]
+    return args + ["%s=%s" % kv for kv in sorted(variables.items())]
+
+
+def corpus_vars(text):
+    return {"CORPUS": str(text), "TRAIN_SIZE": "100000000", "NUM_PROCESSES": "2"}
+
+
+def stats_consistent(data_dir):
+    """corpus-stats.json is absent or describes the corpus directory as it is."""
+    path = os.path.join(data_dir, "corpus-stats.json")
+    if not os.path.exists(path):
+        return True
+    with open(path) as f:
+        stats = json.load(f)
+    corpus = os.path.join(data_dir, "corpus")
+    actual = {n: os.path.getsize(os.path.join(corpus, n)) for n in os.listdir(corpus)}
+    return stats["file_bytes"] == actual
+
+
+@pytest.fixture(scope="module")
+def corpus_reference(texts, tmp_path_factory):
+    """The corpus an uninterrupted `make corpus` writes from B."""
+    d = tmp_path_factory.mktemp("corpus-ref")
+    run(make("corpus", d, **corpus_vars(texts[1])), timeout=300)
+    digest = tree_digest(str(d / "corpus"))
+    assert len(digest) == 2
+    return digest
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_make_corpus_killed_while_replacing_leaves_previous_set_then_completes(
+        tmp_path, texts, corpus_reference, seed):
+    rng = random.Random(seed)
+    data_dir = tmp_path / "data"
+    run(make("corpus", data_dir, **corpus_vars(texts[0])), timeout=300)
+    previous = tree_digest(str(data_dir / "corpus"))
+    record = data_dir / ".stages" / "corpus.done"
+    assert record.exists() and previous
+
+    proc = Running(make("corpus", data_dir, **corpus_vars(texts[1])), str(tmp_path / "logs"),
+                   "corpus-b")
+    if seed == 1:   # the moment the second output file is begun (pass 2)
+        trigger = file_matching(str(data_dir / ".corpus.partial-*" / "part-00001-of-00002.txt"))
+    else:
+        trigger_at = rng.uniform(0.1, 1.0)
+        trigger = lambda: __import__("time").time() - proc.started >= trigger_at
+    assert proc.kill_when(trigger, timeout=120), "finished before the kill: " + proc.output()
+    now = tree_digest(str(data_dir / "corpus"))
+    assert now in (previous, corpus_reference, {}), "a partial corpus is in place"
+    assert stats_consistent(str(data_dir))
+    if record.exists():
+        assert now == previous and str(texts[0]) in record.read_text()
+    assert not [n for n in os.listdir(str(data_dir)) if n.startswith("corpus") and
+                n not in ("corpus", "corpus-stats.json")]
+
+    run(make("corpus", data_dir, **corpus_vars(texts[1])), timeout=300)
+    assert tree_digest(str(data_dir / "corpus")) == corpus_reference
+    assert record.exists() and str(texts[1]) in record.read_text()
+    assert stats_consistent(str(data_dir))
+    assert not [n for n in os.listdir(str(data_dir)) if ".partial-" in n or ".old-" in n], \
+        os.listdir(str(data_dir))
+
+
+def data_dir_with_corpus(path, text, reference_corpus=None):
+    """A data dir holding a normalized corpus (from `text`), the 8k vocab and hparams."""
+    path.mkdir(parents=True)
+    shutil.copy(VOCAB_8K, str(path / "vocab.txt"))
+    (path / "hparams.json").write_text(json.dumps(HPARAMS) + "\n")
+    if reference_corpus:
+        shutil.copytree(reference_corpus, str(path / "corpus"))
+    else:
+        run([PY, "-m", "wrapper.corpus", "--data-dir", str(path), "--corpus", str(text),
+             "--train-size", "100000000", "--num-files", "2"], timeout=300)
+    return path
+
+
+@pytest.fixture(scope="module")
+def builder_reference(texts, tmp_path_factory):
+    """Corpus B's directory and the TFRecords an uninterrupted `make pretrain-data` writes."""
+    d = data_dir_with_corpus(tmp_path_factory.mktemp("builder-ref") / "data", texts[1])
+    run(make("pretrain-data", d, NUM_PROCESSES="2"), timeout=600)
+    digest = tree_digest(str(d / "pretrain_tfrecords"))
+    assert len(digest) > 2
+    return str(d / "corpus"), digest
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_make_pretrain_data_killed_while_replacing_leaves_previous_set_then_completes(
+        tmp_path, texts, builder_reference, seed):
+    rng = random.Random(seed)
+    corpus_b, reference = builder_reference
+    data_dir = data_dir_with_corpus(tmp_path / "data", texts[0])
+    run(make("pretrain-data", data_dir, NUM_PROCESSES="2"), timeout=600)
+    previous = tree_digest(str(data_dir / "pretrain_tfrecords"))
+    record = data_dir / ".stages" / "pretrain-data.done"
+    assert record.exists() and previous and previous != reference
+
+    shutil.rmtree(str(data_dir / "corpus"))         # the corpus changes to B
+    shutil.copytree(corpus_b, str(data_dir / "corpus"))
+    proc = Running(make("pretrain-data", data_dir, NUM_PROCESSES="2"), str(tmp_path / "logs"),
+                   "build-b")
+    if seed == 1:   # as soon as the first shards of the new set exist
+        trigger = file_matching(str(data_dir / ".pretrain_tfrecords.partial-*" /
+                                    "pretrain_data.tfrecord-*"))
+    else:
+        trigger = file_matching(str(data_dir / ".pretrain_tfrecords.partial-*"))
+        delay = rng.uniform(0.2, 1.5)
+        first = trigger
+        seen = []
+
+        def trigger():
+            if not seen and first():
+                seen.append(__import__("time").time())
+            return bool(seen) and __import__("time").time() - seen[0] >= delay
+    assert proc.kill_when(trigger, timeout=300), "finished before the kill: " + proc.output()
+    now = tree_digest(str(data_dir / "pretrain_tfrecords"))
+    assert now in (previous, reference, {}), "a partial shard set is in place"
+    assert not record.exists() or now == previous
+
+    rerun = run(make("pretrain-data", data_dir, NUM_PROCESSES="2"), timeout=600)
+    assert "Traceback" not in rerun.stderr
+    assert tree_digest(str(data_dir / "pretrain_tfrecords")) == reference
+    assert record.exists()
+    assert not [n for n in os.listdir(str(data_dir)) if ".partial-" in n or ".old-" in n], \
+        os.listdir(str(data_dir))
