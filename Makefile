@@ -163,7 +163,7 @@ all: setup ## the full recipe: corpus vocab hparams pretrain-data pretrain conve
 
 # ---- benchmarks ------------------------------------------------------------------------
 bench-data: setup ## dataset builder speed vs the plain-Python path (MB/s, ratio, peak RSS)
-	@echo "make bench-data: not yet"; exit 1
+	$(PY) scripts/bench_data.py --processes $(NUM_PROCESSES)
 bench-train: setup ## training steps/s and time to first step (small and tiny)
 	$(PY) scripts/bench_train.py
 

@@ -306,10 +306,15 @@ def test_export_without_generator_writes_only_the_discriminator(tmp_path,
     for name in os.listdir(os.path.dirname(discriminator_only_checkpoint)):
         shutil.copyfile(os.path.join(os.path.dirname(discriminator_only_checkpoint), name),
                         os.path.join(model_dir, name))
+    stale = os.path.join(model_dir, "hf", "generator")   # an earlier export's generator
+    os.makedirs(stale)
+    with open(os.path.join(stale, "config.json"), "w") as f:
+        f.write("{}")
     messages = []
     export.export(root, MODEL_NAME, log=messages.append)
     assert os.listdir(os.path.join(model_dir, "hf")) == ["discriminator"]
     assert any("no generator" in m for m in messages)
+    assert any("removed" in m for m in messages)
 
 
 def test_export_refuses_hparams_contradicting_the_checkpoint(tmp_path):
@@ -346,3 +351,29 @@ def test_model_card_reports_eval_metrics(tmp_path):
     card = export.model_card("discriminator", MODEL_NAME, TINY_CONFIGS["discriminator"],
                              run_config, hparams, source, 40, 8000, False, root)
     assert "| disc_auc | 0.61 |" in card and "| masked_lm_accuracy | 0.052 |" in card
+
+
+def test_real_small_sizes_derived_and_mapped():
+    """ELECTRA-small as the reference writes it (every variable name and shape): the
+    configs follow from the hparams and the shapes, and the mapping places every tensor."""
+    from conftest import CONFORMANCE
+    from wrapper import paths
+    with open(os.path.join(CONFORMANCE, "pretraining", "variables-small-vocab8000.json")) as f:
+        shapes = {name: entry["shape"] for name, entry in json.load(f).items()}
+    cp = paths.import_electra_config()
+    run_config = cp.PretrainingConfig("m", "/data", model_size="small", vocab_size=8000)
+    configs = export.derive_hf_configs(run_config, shapes)
+    sizes = {n: [c[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                "intermediate_size", "embedding_size", "vocab_size")]
+             for n, c in configs.items()}
+    assert sizes == {"discriminator": [256, 12, 4, 1024, 128, 8000],
+                     "generator": [64, 12, 1, 256, 128, 8000]}
+    for network, config in configs.items():
+        model = convert.build_model(config, network)
+        parameters = {k: list(v.shape) for k, v in model.state_dict().items()}
+        assert list(convert.map_checkpoint(shapes, network, parameters)) == list(parameters)
+    # The run's hparams must agree with the shapes: base-sized hparams do not.
+    with pytest.raises(UserError) as info:
+        export.derive_hf_configs(cp.PretrainingConfig("m", "/data", model_size="base",
+                                                      vocab_size=8000), shapes)
+    assert "embedding_size is 768" in str(info.value) and "128 in the checkpoint" in str(info.value)

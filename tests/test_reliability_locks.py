@@ -105,6 +105,7 @@ def test_make_target_refuses_while_another_run_holds_the_lock(tmp_path, target, 
     """`make TARGET` is wrapped in the lock: refused at once, before touching anything."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    (data_dir / "hparams.json").write_text('{"max_seq_length": 128, "vocab_size": 8000}\n')
     holder, pid = hold(data_dir, tmp_path, "holder", model=model)
     try:
         started = time.time()
@@ -117,6 +118,7 @@ def test_make_target_refuses_while_another_run_holds_the_lock(tmp_path, target, 
         assert ours[0].startswith("%s: error: " % target), ours[0]
         assert "is in use by PID %d (sleep 60)" % pid in ours[0]
         assert time.time() - started < 60
-        assert sorted(os.listdir(str(data_dir))) == [".locks"], "nothing else written"
+        assert sorted(os.listdir(str(data_dir))) == [".locks", "hparams.json"], \
+            "nothing written"
     finally:
         holder.kill()

@@ -104,10 +104,13 @@ def summary_steps_by_file(model_dir, tag):
     by_file = []
     for path in files:
         steps = []
-        for event in tf.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == tag:
-                    steps.append(event.step)
+        try:
+            for event in tf.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.tag == tag:
+                        steps.append(event.step)
+        except tf.errors.DataLossError:
+            pass    # the last record of a killed run's file is cut short
         by_file.append(steps)
     return by_file
 
@@ -139,7 +142,7 @@ def test_pretrain_killed_between_steps_and_while_saving_resumes_as_one_run(data_
         ours = [l for l in second.stderr.splitlines() if not l.startswith("make")]
         assert len(ours) == 1, second.stderr
         assert re.match(r"pretrain: error: model directory .*/models/%s is in use by PID \d+ "
-                        r"\(.*run_pretraining\.py" % model, ours[0]), ours[0]
+                        r"\(make pretrain\), running since " % model, ours[0]), ours[0]
     refused_while_running()
     delay = rng.uniform(0, 0.05)
     assert first.kill_when(lambda: seen() and time.sleep(delay) is None, timeout=300), \

@@ -60,9 +60,8 @@ def generator_body_scope(names):
 
 
 def has_network(names, network):
-    if network == "discriminator":
-        return any(n.startswith(HEAD_SCOPES["discriminator"]) for n in names)
-    return any(n.startswith(HEAD_SCOPES["generator"]) for n in names)
+    """A network is in a checkpoint when its prediction head is."""
+    return any(n.startswith(HEAD_SCOPES[network]) for n in names)
 
 
 def split_by_network(names, network):
@@ -220,8 +219,9 @@ def map_checkpoint(shapes, network, parameter_shapes, what="the config"):
     require_network(names, network)
     own, _, unknown = split_by_network(names, network)
     if unknown:
-        raise UserError("checkpoint tensor %s belongs to no ELECTRA network (%s); is this an "
-                        "ELECTRA pretraining checkpoint?" % (unknown[0], _shape(shapes[unknown[0]])))
+        raise UserError("checkpoint tensor %s %s belongs to no ELECTRA network; is this an "
+                        "ELECTRA pretraining checkpoint?"
+                        % (unknown[0], _shape(shapes[unknown[0]])))
     gen_body = generator_body_scope(names)
     plan = collections.OrderedDict()
     for tf_name in own:
@@ -320,7 +320,6 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     prefix = tf_checkpoint.resolve_checkpoint(args.tf_checkpoint_path)
-    config = load_config_file(args.electra_config_file)
     out_dir = os.path.dirname(os.path.abspath(args.pytorch_dump_path))
     weights_name = os.path.basename(args.pytorch_dump_path)
     if not weights_name:
@@ -328,6 +327,7 @@ def main(argv=None):
     network = args.discriminator_or_generator
     owned = {weights_name, CONFIG_NAME}
     fsutil.refuse_foreign(out_dir, lambda rel: rel in owned, "output directory")
+    config = load_config_file(args.electra_config_file)
     model, arrays = convert(prefix, config, network, what=args.electra_config_file)
     with fsutil.atomic_output_dir(out_dir, owned=lambda rel: rel in owned) as partial:
         write_model(partial, model, arrays, config, network)

@@ -40,7 +40,7 @@ def human_seconds(s):
 
 
 class Progress(object):
-    """One status line, rewritten at most twice a second: done/total, rate and ETA."""
+    """Progress of a transfer: done/total, rate and ETA."""
 
     def __init__(self, label, start_bytes, total_bytes, stream=sys.stderr):
         self.label, self.total, self.stream = label, total_bytes, stream
@@ -49,7 +49,8 @@ class Progress(object):
 
     def update(self, done, final=False):
         now = time.time()
-        if not final and now - self.last_print < 0.5:
+        # A terminal gets one line rewritten in place; a log gets a line every 10 s.
+        if not final and now - self.last_print < (0.5 if self.stream.isatty() else 10.0):
             return
         self.last_print = now
         elapsed = max(now - self.start_time, 1e-6)

@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 
 from wrapper import convert, fsutil, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, run_main
@@ -274,6 +275,12 @@ def export(data_dir, model_name, log=print):
     if "generator" not in configs:
         log("no generator in %s (trained without one): only the discriminator was written"
             % prefix)
+        stale = paths.hf_dir(data_dir, model_name, "generator")
+        if os.path.isdir(stale) and not fsutil.foreign_files(stale,
+                                                             lambda rel: rel in OUTPUT_FILES):
+            # An earlier export's generator would not match this checkpoint's discriminator.
+            shutil.rmtree(stale)
+            log("removed %s (an earlier export's generator)" % stale)
     return written
 
 

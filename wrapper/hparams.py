@@ -15,7 +15,6 @@ import os
 
 from wrapper import paths, stages
 from wrapper.cli import UserError, run_main
-from wrapper.fsutil import atomic_write_text
 
 NOTE_PREFIX = "_"
 POSITIVE_INT_KEYS = ("num_train_steps", "train_batch_size", "max_seq_length",
@@ -150,8 +149,7 @@ def build(data_dir, preset, overrides_text, model_name):
     target = paths.hparams_file(data_dir)
     stages.check_replaceable(data_dir, target,
                              "to use it, run with PRESET=%s; else move it away" % target)
-    atomic_write_text(target, json.dumps(hparams, indent=2) + "\n")
-    stages.note_written(data_dir, target)
+    stages.write_owned_text(data_dir, target, json.dumps(hparams, indent=2) + "\n")
     print("hparams: %s: preset %s%s, vocab_size %d, %d steps of batch %d, max_seq_length %d"
           % (target, preset, " + overrides" if overrides else "", vocab_size,
              resolved.num_train_steps, resolved.train_batch_size, resolved.max_seq_length))

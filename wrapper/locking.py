@@ -96,8 +96,8 @@ def describe_holder(fields, pid):
     if pid is None:
         return "another process"
     text = "PID %d" % pid
-    if fields.get("command"):
-        command = fields["command"]
+    if fields.get("label") or fields.get("command"):
+        command = fields.get("label") or fields["command"]
         if len(command) > 160:
             command = command[:157] + "..."
         text += " (%s)" % command
@@ -164,7 +164,7 @@ class Lock(object):
             self.fd = None
 
 
-def acquire(path, what, shared=False, command=None, attempts=3):
+def acquire(path, what, shared=False, command=None, label=None, attempts=3):
     """Takes the lock on `path` without waiting; raises UserError naming the holder.
 
     `what` names the protected thing for the message ("model directory data/models/x").
@@ -196,9 +196,9 @@ def acquire(path, what, shared=False, command=None, attempts=3):
                         % (what, describe_holder(fields, pid),
                            " (kill %d)" % pid if pid else "", path))
     if not shared:
-        record = "pid=%d\ncommand=%s\nsince=%s\n" % (
-            os.getpid(), command or " ".join(shlex.quote(a) for a in sys.argv),
-            time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        command = command or " ".join(shlex.quote(a) for a in sys.argv)
+        record = "pid=%d\nlabel=%s\ncommand=%s\nsince=%s\n" % (
+            os.getpid(), label or command, command, time.strftime("%Y-%m-%d %H:%M:%S %Z"))
         os.ftruncate(fd, 0)
         os.pwrite(fd, record.encode("utf-8"), 0)
     return Lock(path, fd)
@@ -254,7 +254,8 @@ def main(argv=None):
     locks = []
     try:
         for path, what, shared in wanted:
-            locks.append(acquire(path, what, shared=shared, command=text))
+            locks.append(acquire(path, what, shared=shared, command=text,
+                                 label="make %s" % args.program if args.program else None))
     except UserError:
         for lock in locks:
             lock.release()

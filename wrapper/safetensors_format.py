@@ -31,7 +31,8 @@ def save(tensors, path, metadata=None):
         array = np.asarray(array)
         code = _CODES.get(array.dtype)
         if code is None:
-            raise ValueError("safetensors: tensor %s has unsupported dtype %s" % (name, array.dtype))
+            raise ValueError("safetensors: tensor %s has unsupported dtype %s"
+                             % (name, array.dtype))
         data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
         header[name] = {"dtype": code, "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(data)]}

@@ -137,26 +137,58 @@ def _written_file(data_dir):
     return os.path.join(paths.stages_dir(data_dir), "written.json")
 
 
-def note_written(data_dir, path):
-    """Records that the pipeline wrote `path` (its current content)."""
+def text_digest(text):
+    return "sha256=" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_owned_text(data_dir, path, text):
+    """Writes `path` atomically, noting first that the pipeline wrote it.
+
+    The note comes before the rename and keeps the previous content's digest too, so a kill
+    between the two steps leaves a file that is still recognised as the pipeline's own.
+    """
     table = read_record(_written_file(data_dir)) or {}
-    table[os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))] = file_digest(path)
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
+    known = table.get(rel, [])
+    known = [known] if isinstance(known, str) else known
+    table[rel] = [text_digest(text)] + [d for d in known if d != text_digest(text)][:1]
     os.makedirs(paths.stages_dir(data_dir), exist_ok=True)
     atomic_write_text(_written_file(data_dir), json.dumps(table, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, text)
 
 
 def check_replaceable(data_dir, path, hint):
-    """Raises UserError if `path` exists and is not the file the pipeline last wrote there."""
+    """Raises UserError if `path` exists and is not a file the pipeline wrote there."""
     if not os.path.exists(path):
         return
     table = read_record(_written_file(data_dir)) or {}
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
-    if table.get(rel) != file_digest(path):
+    with open(path, "rb") as f:
+        digest = "sha256=" + hashlib.sha256(f.read()).hexdigest()
+    if digest not in table.get(rel, []):
         raise UserError("%s was not written by this pipeline (or was edited since); %s"
                         % (path, hint))
 
 
 # ---- the runner ---------------------------------------------------------------------------
+
+def _die_with_parent():
+    """In the child: SIGTERM when the runner dies, SIGKILL included (Linux prctl).
+
+    Otherwise a killed runner would leave its stage (a training run) going on unseen, racing
+    with the rerun for the same outputs.
+    """
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() == 1:          # the runner died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
 
 def run_stage(stage, data_dir, inputs, variables, outputs, keeps, command, may_change=()):
     digest, details = fingerprint(inputs, variables, data_dir)
@@ -192,7 +224,10 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, command, may_c
     if not command:
         raise UserError("no command given for stage %s" % stage)
     started_at = time.time()
-    status = subprocess.call(command)
+    try:
+        status = subprocess.call(command, preexec_fn=_die_with_parent)
+    except OSError as e:
+        raise UserError("cannot run %s: %s" % (command[0], e.strerror or e))
     if status == 0:
         write_record(done_path, digest, details)
         print("%s: done in %.1f s" % (stage, time.time() - started_at))
@@ -228,6 +263,10 @@ def main(argv=None):
                         help="a key of the JSON inputs that may change for a --keeps "
                              "directory (num_train_steps: a longer run continues the model)")
     args = parser.parse_args(argv)
+    for path in args.input:   # --input-list paths are the command's to check (CORPUS=)
+        if not os.path.exists(path):
+            raise UserError("%s needs %s, which is missing; run the stage that writes it first "
+                            "(make all runs every stage in order)" % (args.stage, path))
     inputs = args.input + [p for p in args.input_list.split(os.pathsep) if p]
     return run_stage(args.stage, args.data_dir, inputs, parse_vars(args.var),
                      args.output, args.keeps, command, tuple(args.may_change))

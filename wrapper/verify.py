@@ -297,12 +297,20 @@ def _is_legacy():
 
 
 def _run_other(python, args, what):
+    """Runs verify with the other environment's Python; its report goes to our stdout.
+    Returns None on success, else its error line (so that we still print only one)."""
     if not os.path.isfile(python):
         raise UserError("%s is missing; %s (make setup setup-modern)" % (python, what))
     env = dict(os.environ, PYTHONPATH=paths.REPO_ROOT, PYTHONWARNINGS="ignore",
                TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.call([python, "-m", "wrapper.verify"] + args, cwd=paths.REPO_ROOT,
-                           env=env)
+    sys.stdout.flush()
+    proc = subprocess.run([python, "-m", "wrapper.verify"] + args, cwd=paths.REPO_ROOT,
+                          env=env, stderr=subprocess.PIPE, universal_newlines=True)
+    if proc.returncode == 0:
+        return None
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    last = lines[-1] if lines else "exit status %d" % proc.returncode
+    return last.split(": error: ", 1)[-1]
 
 
 def verify(data_dir, model_name, skip_modern=False, tf_reference=None):
@@ -311,12 +319,11 @@ def verify(data_dir, model_name, skip_modern=False, tf_reference=None):
         workdir = tempfile.mkdtemp(prefix="verify-")
         try:
             path = os.path.join(workdir, "tf-reference.npz")
-            status = _run_other(PY_LEGACY, ["--data-dir", data_dir, "--model-name", model_name,
-                                            "--write-tf-reference", path],
-                                "the TF logits come from .venv")
-            if status != 0:
-                raise UserError("computing the TF reference logits with %s failed (above)"
-                                % PY_LEGACY)
+            error = _run_other(PY_LEGACY, ["--data-dir", data_dir, "--model-name", model_name,
+                                           "--write-tf-reference", path],
+                               "the TF logits come from .venv")
+            if error:
+                raise UserError("computing the TF logits with %s: %s" % (PY_LEGACY, error))
             return verify(data_dir, model_name, tf_reference=path)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -342,16 +349,14 @@ def verify(data_dir, model_name, skip_modern=False, tf_reference=None):
         try:
             path = os.path.join(workdir, "tf-reference.npz")
             save_reference(ref, path)
-            sys.stdout.flush()
-            status = _run_other(PY_MODERN, ["--data-dir", data_dir, "--model-name", model_name,
-                                            "--tf-reference", path],
-                                "the check with current transformers runs there "
-                                "(or pass --skip-modern)")
+            error = _run_other(PY_MODERN, ["--data-dir", data_dir, "--model-name", model_name,
+                                           "--tf-reference", path],
+                               "the check with current transformers runs there "
+                               "(or pass --skip-modern)")
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        if status != 0:
-            raise UserError("the check with current transformers (%s) failed (above)"
-                            % PY_MODERN)
+        if error:
+            raise UserError("with current transformers (%s): %s" % (PY_MODERN, error))
     print("verify: PASS (%s)" % ("transformers 2.8.0 and current"
                                  if _is_legacy() and not skip_modern and tf_reference is None
                                  else "this environment"))
@@ -374,6 +379,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.data_dir = os.path.abspath(args.data_dir)   # the other environment runs elsewhere
     if args.write_tf_reference:
         save_reference(reference(args.data_dir, args.model_name), args.write_tf_reference)
         return 0

@@ -20,7 +20,6 @@ import tempfile
 from wrapper import paths, stages
 from wrapper.cli import UserError, run_main
 from wrapper.corpus import positive_int
-from wrapper.fsutil import atomic_write_text
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 MBERT = "bert-base-multilingual-cased"
@@ -148,8 +147,7 @@ def build(data_dir, vocab, vocab_size):
     if not same_file:
         stages.check_replaceable(data_dir, target,
                                  "to use it, run with VOCAB=%s; else move it away" % target)
-        atomic_write_text(target, "\n".join(tokens) + "\n")
-        stages.note_written(data_dir, target)
+        stages.write_owned_text(data_dir, target, "\n".join(tokens) + "\n")
     print("vocab: %s: %d tokens from %s%s" % (target, len(tokens), source, report))
 
 

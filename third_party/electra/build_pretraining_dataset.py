@@ -23,6 +23,7 @@ import os
 import queue
 import random
 import re
+import signal
 import sys
 import time
 
@@ -258,6 +259,13 @@ def run_job(job, config, report):
   # Millions of short-lived lists and no reference cycles: the cyclic garbage collector
   # would only rescan the big caches over and over.
   gc.disable()
+  try:
+    return _run_job_files(job, config, report)
+  finally:
+    gc.enable()
+
+
+def _run_job_files(job, config, report):
   files = [path for position, path in enumerate(config.file_paths)
            if position % config.num_processes == job]
   random.shuffle(files)
@@ -464,6 +472,7 @@ class Progress(object):
                   for _ in range(num_jobs)]
     self._start = time.time()
     self._last_print = 0.0
+    self._last_state = None
 
   def update(self, job, stats, final=False):
     self._jobs[job] = stats
@@ -480,6 +489,10 @@ class Progress(object):
 
   def print_line(self):
     files, done_bytes = self.total("files"), self.total("bytes")
+    state = (files, done_bytes, self.total("examples"))
+    if state == self._last_state:
+      return
+    self._last_state = state
     elapsed = self.elapsed()
     fraction = min(done_bytes / float(self._total_bytes), 1.0)
     eta = elapsed / fraction - elapsed if fraction > 0 else float("nan")
@@ -497,6 +510,8 @@ def _job_process_main(job, config, messages):
   except (OSError, UserError) as e:
     messages.put(("error", job, _describe_error(e)))
     sys.exit(1)
+  except KeyboardInterrupt:         # the parent reports the interruption
+    sys.exit(130)
   messages.put(("done", job, stats))
 
 
@@ -634,7 +649,13 @@ def parse_args(argv):
   return args
 
 
+def _interrupt(signum, frame):
+  raise KeyboardInterrupt()
+
+
 def main(argv):
+  # A terminated run cleans up like an interrupted one (jobs stopped, output untouched).
+  signal.signal(signal.SIGTERM, _interrupt)
   args = parse_args(argv)
   file_paths = check_corpus(args.corpus_dir)
   vocab = check_vocab(args.vocab_file)

@@ -93,29 +93,29 @@ class BulkTokenizer(object):
     self._mn_re = None
 
   def _learn(self, text):
-    """Classifies characters not seen before; rebuilds the patterns when needed."""
-    new = set(text)
-    new.difference_update(self._seen)
-    if not new:
-      return
-    self._seen.update(new)
-    changed = False
-    for char in new:
-      if char == "\n":
-        continue   # the line separator of the joined text; lines hold no "\n" themselves
-      if tokenization.is_removed(char):
-        self._cleanup[char] = ""
-      elif tokenization.is_whitespace(char):
-        if char == " ":
+    """Classifies characters not seen before; returns the clean-up characters in text."""
+    chars = set(text)
+    new = chars - self._seen
+    if new:
+      self._seen.update(new)
+      changed = False
+      for char in new:
+        if char == "\n":
+          continue   # the line separator of the joined text; lines hold no "\n" themselves
+        if tokenization.is_removed(char):
+          self._cleanup[char] = ""
+        elif tokenization.is_whitespace(char):
+          if char == " ":
+            continue
+          self._cleanup[char] = " "
+        elif tokenization.is_cjk_codepoint(ord(char)):
+          self._cleanup[char] = " " + char + " "
+        else:
           continue
-        self._cleanup[char] = " "
-      elif tokenization.is_cjk_codepoint(ord(char)):
-        self._cleanup[char] = " " + char + " "
-      else:
-        continue
-      changed = True
-    if changed:
-      self._cleanup_re = re.compile(_char_class(self._cleanup))
+        changed = True
+      if changed:
+        self._cleanup_re = re.compile(_char_class(self._cleanup))
+    return chars.intersection(self._cleanup)
 
   def _remove_nonspacing_marks(self, text):
     new = set(text)
@@ -132,9 +132,12 @@ class BulkTokenizer(object):
 
   def normalize(self, text):
     """Steps 1-3 on text whose lines are separated by "\\n"."""
-    self._learn(text)
-    if self._cleanup_re is not None:
-      cleanup = self._cleanup
+    to_clean = self._learn(text)
+    cleanup = self._cleanup
+    if len(to_clean) <= 8:       # a few kinds (tabs, NBSP...): one fast pass each
+      for char in to_clean:
+        text = text.replace(char, cleanup[char])
+    else:
       text = self._cleanup_re.sub(lambda m: cleanup[m.group()], text)
     if self._do_lower_case:
       text = text.lower()
