@@ -5,7 +5,8 @@ measurement) from Debian's fortunes-es and debian-reference-es text, repeated, i
 temporary directory; splits it into as many files as processes (that is how one big corpus
 gets parallel work: each process takes whole files); runs third_party/electra's builder
 with the tutorial's flags through the fast path, and the plain-Python tokenizer on a
-fraction of the same split corpus (its time is extrapolated, and it is said so), checks
+fraction of the same split corpus (its time is extrapolated, conservatively, and it is
+said so), checks
 that both paths write byte-identical shards for that fraction, and prints MB/s, wall
 times, the ratios against the plain path and against the reference's recorded 77.7 s, and
 the builder's peak RSS.
@@ -92,13 +93,16 @@ def run_builder(corpus_dir, output_dir, processes, extra=()):
     args = [sys.executable, BUILDER, "--corpus-dir", corpus_dir, "--vocab-file", VOCAB,
             "--output-dir", output_dir, "--num-processes", str(processes)]
     args += TUTORIAL_FLAGS + list(extra)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True)
     seconds = time.time() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit("bench_data: builder failed:\n%s%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
-    return seconds, proc.stdout.strip().splitlines()[-1]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, proc.stdout.strip().splitlines()[-1]
 
 
 def shards_digest(directory):
@@ -129,36 +133,42 @@ def main():
         print("corpus: %.1f MB single file of fortunes-es + debian-reference-es text, split "
               "into %d files for --num-processes %d" % (mb, args.processes, args.processes))
 
-        fast_seconds, fast_summary = run_builder(full_dir, os.path.join(work, "out-fast"),
-                                                 args.processes)
+        print("load average before the runs: %.1f (%d CPUs)" % (os.getloadavg()[0], os.cpu_count()))
+        fast_seconds, fast_cpu, fast_summary = run_builder(
+            full_dir, os.path.join(work, "out-fast"), args.processes)
         fast_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-        print("fast path:  %6.2f s  %6.2f MB/s  peak RSS %.0f MB  (%s)"
-              % (fast_seconds, mb / fast_seconds, fast_rss_mb, fast_summary))
+        print("fast path:  %6.2f s wall, %6.2f MB/s, %.2f s CPU (all processes), peak RSS %.0f MB"
+              % (fast_seconds, mb / fast_seconds, fast_cpu, fast_rss_mb))
+        print("            %s" % fast_summary)
 
         part_dir = os.path.join(work, "split-part")
         part_bytes = split_lines(single, part_dir, args.processes, args.plain_fraction)
         part_mb = part_bytes / 1e6
-        plain_seconds, _ = run_builder(part_dir, os.path.join(work, "out-plain"),
-                                       args.processes, ["--tokenizer", "plain"])
-        fast_part_seconds, _ = run_builder(part_dir, os.path.join(work, "out-fast-part"),
-                                           args.processes)
+        plain_seconds, plain_cpu, _ = run_builder(part_dir, os.path.join(work, "out-plain"),
+                                                  args.processes, ["--tokenizer", "plain"])
+        fast_part_seconds, fast_part_cpu, _ = run_builder(
+            part_dir, os.path.join(work, "out-fast-part"), args.processes)
         equal = (shards_digest(os.path.join(work, "out-plain")) ==
                  shards_digest(os.path.join(work, "out-fast-part")))
-        plain_full_seconds = plain_seconds * mb / part_mb
-        print("plain path: %6.2f s on %.2f MB (first %.0f%% of each file), %.3f MB/s -> "
-              "%.1f s extrapolated to %.1f MB" % (plain_seconds, part_mb,
-                                                  100 * args.plain_fraction,
-                                                  part_mb / plain_seconds,
-                                                  plain_full_seconds, mb))
+        # Conservative extrapolation: only what the plain path spent beyond the fast path's
+        # whole run on the fraction (start-up, 1000 shard files, ...) grows with the text.
+        scale = mb / part_mb
+        plain_full_seconds = plain_seconds + (scale - 1) * max(plain_seconds - fast_part_seconds, 0)
+        plain_full_cpu = plain_cpu + (scale - 1) * max(plain_cpu - fast_part_cpu, 0)
+        print("plain path: %6.2f s wall, %.2f s CPU on %.2f MB (first %.0f%% of each file), "
+              "%.3f MB/s -> extrapolated (conservatively) to %.1f MB: %.1f s wall, %.1f s CPU"
+              % (plain_seconds, plain_cpu, part_mb, 100 * args.plain_fraction,
+                 part_mb / plain_seconds, mb, plain_full_seconds, plain_full_cpu))
         print("fast path on the same %.2f MB: %.2f s; shards byte-identical to the plain "
               "path: %s" % (part_mb, fast_part_seconds, "yes" if equal else "NO"))
-        print("speed-up vs plain path (extrapolated): %.1fx" % (plain_full_seconds / fast_seconds))
-        print("speed-up vs reference (%.1f s, %.3f MB/s on 16.7 MB): %.1fx"
+        print("speed-up vs plain path (extrapolated): %.1fx wall, %.1fx CPU"
+              % (plain_full_seconds / fast_seconds, plain_full_cpu / fast_cpu))
+        print("speed-up vs reference (%.1f s wall, %.3f MB/s on 16.7 MB): %.1fx wall"
               % (REFERENCE_SECONDS, REFERENCE_MB_PER_S,
                  REFERENCE_SECONDS * (mb / 16.7) / fast_seconds))
-        print("note: wall times on a shared machine are noisy")
         if not equal:
             sys.exit("bench_data: fast and plain outputs differ")
+        print("note: wall times on a shared machine are noisy (see the load average)")
     finally:
         if args.keep:
             print("kept", work)

@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import PY, REPO, run
-from convert_support import (MODEL_NAME, TINY_CKPT_DIR, TINY_CONFIGS, TINY_PREFIX,
+from conftest import CONFORMANCE, PY, REPO, run
+from convert_support import (MODEL_NAME, TINY_CONFIGS, TINY_PREFIX,
                              assert_one_line_error, expected, exported_tiny, hf_dir,
                              make_data_dir, need_modern)
 from wrapper import convert, export, safetensors_format, tf_checkpoint
@@ -356,7 +356,6 @@ def test_model_card_reports_eval_metrics(tmp_path):
 def test_real_small_sizes_derived_and_mapped():
     """ELECTRA-small as the reference writes it (every variable name and shape): the
     configs follow from the hparams and the shapes, and the mapping places every tensor."""
-    from conftest import CONFORMANCE
     from wrapper import paths
     with open(os.path.join(CONFORMANCE, "pretraining", "variables-small-vocab8000.json")) as f:
         shapes = {name: entry["shape"] for name, entry in json.load(f).items()}
@@ -377,3 +376,20 @@ def test_real_small_sizes_derived_and_mapped():
         export.derive_hf_configs(cp.PretrainingConfig("m", "/data", model_size="base",
                                                       vocab_size=8000), shapes)
     assert "embedding_size is 768" in str(info.value) and "128 in the checkpoint" in str(info.value)
+
+
+def test_checkpoint_found_from_its_directory(tmp_path):
+    """The tutorial passed the model directory; a container records absolute paths."""
+    for name in os.listdir(os.path.dirname(TINY_PREFIX)):
+        if name.startswith("model.ckpt-40."):
+            shutil.copyfile(os.path.join(os.path.dirname(TINY_PREFIX), name),
+                            str(tmp_path / name))
+    assert tf_checkpoint.resolve_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-40")
+    (tmp_path / "checkpoint").write_text(
+        'model_checkpoint_path: "/workspace/data/models/x/model.ckpt-40"\n')
+    assert tf_checkpoint.resolve_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-40")
+    assert tf_checkpoint.resolve_checkpoint(str(tmp_path / "model.ckpt-40.index")) == \
+        str(tmp_path / "model.ckpt-40")
+    with pytest.raises(UserError) as info:
+        tf_checkpoint.resolve_checkpoint(str(tmp_path / "empty-dir-does-not-exist"))
+    assert "not found" in str(info.value)

@@ -38,6 +38,7 @@ def test_verify_passes_in_both_environments(tiny_run):
             assert "%s from %s: every parameter loaded" % (network, weights) in out
     assert "ElectraTokenizerFast(discriminator): same ids as the builder" in out
     assert "AutoTokenizer(generator): same ids as the builder" in out
+    assert out.count("config.json agrees with the run's hparams and checkpoint") == 4
     # 2.8.0's generator (eps 1e-5) is the one allowed to differ by more than 1e-4.
     small = [d for d in differences(out) if d < 1e-4]
     assert len(small) == len(differences(out)) - 1 == 6
@@ -64,8 +65,11 @@ def test_verify_catches_a_wrong_conversion(tiny_run, tmp_path):
         json.dump(config, f)
     proc = run([PY, "-m", "wrapper.verify", "--data-dir", root, "--model-name", MODEL_NAME,
                 "--skip-modern"], check=False, cwd=REPO)
+    assert "FAIL discriminator config.json agrees with the run's hparams" in proc.stdout
+    assert "num_attention_heads is 2, the run says 1" in proc.stdout
+    # and the logits show it too (this checkpoint is trained enough for heads to matter)
     assert "FAIL transformers 2.8.0 discriminator: max |logit difference|" in proc.stdout
-    assert_one_line_error(proc, "check(s) failed", "discriminator")
+    assert_one_line_error(proc, "2 check(s) failed", "discriminator")
 
 
 def test_verify_before_convert_says_so(tmp_path):

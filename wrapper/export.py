@@ -171,9 +171,10 @@ def model_card(network, model_name, hf_config, run_config, hparams, hparams_sour
     lines = [
         "---", "language: es", "tags:", "- electra", "- %s" % network, "---", "",
         "# %s (%s)" % (model_name, network), "",
-        "ELECTRA-small style %s pretrained on Spanish text with this project's reproduction of "
-        "google-research/electra (TensorFlow 1.15), converted to transformers `%s` by "
-        "`python -m wrapper.export` with a strict tensor mapping." % (network, cls), "",
+        "ELECTRA %s (model_size %s) pretrained on Spanish text with this project's "
+        "reproduction of google-research/electra (TensorFlow 1.15), converted to transformers "
+        "`%s` by `python -m wrapper.export` with a strict tensor mapping."
+        % (network, run_config.model_size, cls), "",
         "| | |", "|---|---|",
         "| checkpoint | `model.ckpt-%s` (global step %s of %d) |" % (
             step, step, run_config.num_train_steps),

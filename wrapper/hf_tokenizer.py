@@ -16,6 +16,7 @@ tokenizer_config.json, and each reads different keys:
 """
 import collections
 import json
+import os
 import shutil
 
 from wrapper.cli import UserError
@@ -62,7 +63,7 @@ def tokenizer_config(do_lower_case, strip_accents, max_length):
 
 
 def write_tokenizer_files(out_dir, vocab_path, do_lower_case, strip_accents, max_length):
-    import os
+    """vocab.txt (byte for byte), tokenizer_config.json, special_tokens_map.json."""
     read_vocab(vocab_path)
     shutil.copyfile(vocab_path, os.path.join(out_dir, "vocab.txt"))
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:

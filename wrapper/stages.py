@@ -67,6 +67,16 @@ def path_digests(path):
     return None   # absent
 
 
+def summarized_digests(path):
+    """path_digests, with a directory of many files (1000 shards) folded into one digest."""
+    digests = path_digests(path)
+    if digests is not None and len(digests) > 20:
+        text = json.dumps(digests, sort_keys=True).encode("utf-8")
+        return {"files": len(digests), "sha256 of the file digests": hashlib.sha256(
+            text).hexdigest()}
+    return digests
+
+
 def input_key(path, data_dir):
     """Inputs inside DATA_DIR are named relative to it, so `./data` and `data` agree."""
     full, base = os.path.abspath(path), os.path.abspath(data_dir)
@@ -75,7 +85,7 @@ def input_key(path, data_dir):
 
 def fingerprint(inputs, variables, data_dir="."):
     """(digest, details): details says what went in, for the record and for messages."""
-    details = {"inputs": {input_key(p, data_dir): path_digests(p) for p in inputs},
+    details = {"inputs": {input_key(p, data_dir): summarized_digests(p) for p in inputs},
                "vars": dict(variables)}
     text = json.dumps(details, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest(), details
@@ -95,7 +105,7 @@ def continuation_fingerprint(inputs, variables, data_dir, may_change):
             if isinstance(content, dict):
                 details["inputs"][key] = {k: v for k, v in content.items() if k not in may_change}
                 continue
-        details["inputs"][key] = path_digests(path)
+        details["inputs"][key] = summarized_digests(path)
     text = json.dumps(details, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest(), details
 

@@ -30,6 +30,12 @@ def _latest_in_directory(directory):
             path = match.group(1)
             if not os.path.isabs(path):
                 path = os.path.join(directory, path)
+            if not os.path.exists(path + ".index"):
+                # An absolute path recorded elsewhere (a container's /workspace/data, say):
+                # the checkpoint travelled with its directory.
+                beside = os.path.join(directory, os.path.basename(path))
+                if os.path.exists(beside + ".index"):
+                    path = beside
             return path
     indexes = glob.glob(os.path.join(directory, "*.index"))
     if not indexes:

@@ -29,7 +29,7 @@ import tempfile
 
 import numpy as np
 
-from wrapper import convert, paths, tf_checkpoint
+from wrapper import convert, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, run_main
 
 PY_LEGACY = os.path.join(paths.REPO_ROOT, ".venv", "bin", "python")
@@ -143,7 +143,7 @@ def tf_logits(run_config, prefix, input_ids, input_mask, segment_ids):
 
 def reference(data_dir, model_name):
     """Inputs and TF logits of a run's latest checkpoint (needs .venv: TF 1.15)."""
-    from wrapper.export import load_run_config
+    from wrapper.export import derive_hf_configs, load_run_config
     model_dir = paths.model_dir(data_dir, model_name)
     if not os.path.isdir(model_dir):
         raise UserError("model directory %s does not exist; train first (make pretrain)"
@@ -152,7 +152,10 @@ def reference(data_dir, model_name):
     names = list(tf_checkpoint.read_shapes(prefix))
     networks = [n for n in ("discriminator", "generator") if convert.has_network(names, n)]
     hf_dirs(data_dir, model_name, networks)   # before the slow part: is there anything to check?
-    run_config, _, _ = load_run_config(data_dir, model_name)
+    run_config, _, source = load_run_config(data_dir, model_name)
+    configs = derive_hf_configs(run_config, tf_checkpoint.read_shapes(prefix),
+                                hf_tokenizer.read_vocab(paths.vocab_file(data_dir))["[PAD]"],
+                                source)
     tokenization = _load_module("electra_tokenization", "tokenization.py")
     tokenizer = tokenization.FullTokenizer(paths.vocab_file(data_dir),
                                            do_lower_case=run_config.do_lower_case,
@@ -161,13 +164,13 @@ def reference(data_dir, model_name):
     input_ids, input_mask, segment_ids = pad_rows(rows)
     logits = tf_logits(run_config, prefix, input_ids, input_mask, segment_ids)
     logits = {"%s_logits" % n: logits["%s_logits" % n] for n in networks}
-    return dict(prefix=prefix, texts=texts, input_ids=input_ids, input_mask=input_mask,
-                segment_ids=segment_ids, **logits)
+    return dict(prefix=prefix, texts=texts, configs=configs, input_ids=input_ids,
+                input_mask=input_mask, segment_ids=segment_ids, **logits)
 
 
 def save_reference(ref, path):
     arrays = {k: v for k, v in ref.items() if isinstance(v, np.ndarray)}
-    arrays["meta"] = np.array(json.dumps({"prefix": ref["prefix"], "texts": ref["texts"]}))
+    arrays["meta"] = np.array(json.dumps({k: ref[k] for k in ("prefix", "texts", "configs")}))
     np.savez(path, **arrays)
 
 
@@ -175,8 +178,8 @@ def load_reference(path):
     with np.load(path, allow_pickle=False) as data:
         ref = {k: data[k] for k in data.files}
     meta = json.loads(str(ref.pop("meta")))
-    ref.update(prefix=meta["prefix"], texts=[t if isinstance(t, str) else tuple(t)
-                                             for t in meta["texts"]])
+    ref.update(prefix=meta["prefix"], configs=meta["configs"],
+               texts=[t if isinstance(t, str) else tuple(t) for t in meta["texts"]])
     return ref
 
 
@@ -224,6 +227,19 @@ def hf_dirs(data_dir, model_name, networks):
             raise UserError("%s is missing or incomplete; convert first (make convert)" % path)
         dirs[network] = path
     return dirs
+
+
+def check_configs(report, ref, dirs):
+    """config.json against the run's hparams and checkpoint shapes: the number of attention
+    heads, for one, shows in no shape, and a barely trained model hardly depends on it."""
+    for network, path in dirs.items():
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            written = json.load(f)
+        want = ref["configs"][network]
+        wrong = [k for k in convert.HF_CONFIG_KEYS if written.get(k) != want[k]]
+        report.check(not wrong, "%s config.json agrees with the run's hparams and checkpoint%s"
+                     % (network, "" if not wrong else ": %s is %s, the run says %s" % (
+                         wrong[0], json.dumps(written.get(wrong[0])), json.dumps(want[wrong[0]]))))
 
 
 def check_legacy(report, ref, dirs):
@@ -337,6 +353,7 @@ def verify(data_dir, model_name, skip_modern=False, tf_reference=None):
           % (ref["prefix"], transformers.__version__, len(ref["texts"]), tokens,
              "third_party/electra's TF graph" if tf_reference is None
              else "TF logits computed by .venv"))
+    check_configs(report, ref, dirs)
     if _is_legacy():
         check_legacy(report, ref, dirs)
     else:

@@ -13,6 +13,7 @@ specials [PAD] [UNK] [CLS] [SEP] [MASK] present; a trained vocab must also token
 corpus with BERT's tokenizer mostly without [UNK].
 """
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -106,10 +107,9 @@ def check_usable(vocab_path, data_dir):
     from transformers import BertTokenizer
     tokenizer = BertTokenizer(vocab_path, do_lower_case=False)
     lines = []
-    for name in corpus_files(data_dir):
+    for name in corpus_files(data_dir):     # the first lines of every file
         with open(name, encoding="utf-8") as f:
-            lines += [line for line in (next(f, "").strip() for _ in range(SAMPLE_LINES))
-                      if line]
+            lines += [line.strip() for line in itertools.islice(f, SAMPLE_LINES) if line.strip()]
     pieces = [t for line in lines for t in tokenizer.tokenize(line)]
     unknown = sum(1 for t in pieces if t == "[UNK]")
     continuation = sum(1 for t in pieces if t.startswith("##"))

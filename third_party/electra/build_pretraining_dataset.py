@@ -37,7 +37,7 @@ SHARD_NAME = "pretrain_data.tfrecord-%d-of-%d"
 SHARD_NAME_RE = re.compile(r"pretrain_data\.tfrecord-\d+-of-\d+$")
 # Words that people pass to --blanks-separate-docs meaning "no" (the reference reads them as True).
 FALSE_WORDS = ("false", "f", "no", "n", "0", "off")
-READ_CHUNK_BYTES = 4 << 20        # files are read in chunks of whole lines of about this size
+READ_CHUNK_BYTES = 256 << 10       # files are read in chunks of whole lines of about this size
 FLUSH_EVERY_BYTES = 64 << 20      # record bytes buffered per job before they are written out
 PROGRESS_EVERY_SECONDS = 1.0
 

@@ -295,9 +295,12 @@ def make_estimator(config):
 
 def session_config():
   cores = os.cpu_count() or 1
-  return tf.ConfigProto(intra_op_parallelism_threads=cores,
-                        inter_op_parallelism_threads=min(2, cores),
-                        allow_soft_placement=True)
+  config = tf.ConfigProto(intra_op_parallelism_threads=cores,
+                          inter_op_parallelism_threads=min(2, cores),
+                          allow_soft_placement=True)
+  if os.environ.get("XP_NO_GRAPPLER"):
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+  return config
 
 
 def train_or_eval(config):
