@@ -156,9 +156,11 @@ def main():
         plain_full_seconds = plain_seconds + (scale - 1) * max(plain_seconds - fast_part_seconds, 0)
         plain_full_cpu = plain_cpu + (scale - 1) * max(plain_cpu - fast_part_cpu, 0)
         print("plain path: %6.2f s wall, %.2f s CPU on %.2f MB (first %.0f%% of each file), "
-              "%.3f MB/s -> extrapolated (conservatively) to %.1f MB: %.1f s wall, %.1f s CPU"
+              "%.3f MB/s -> extrapolated (conservatively) to %.1f MB: %.1f s wall, %.1f s CPU "
+              "(linearly: %.1f s wall)"
               % (plain_seconds, plain_cpu, part_mb, 100 * args.plain_fraction,
-                 part_mb / plain_seconds, mb, plain_full_seconds, plain_full_cpu))
+                 part_mb / plain_seconds, mb, plain_full_seconds, plain_full_cpu,
+                 plain_seconds * scale))
         print("fast path on the same %.2f MB: %.2f s; shards byte-identical to the plain "
               "path: %s" % (part_mb, fast_part_seconds, "yes" if equal else "NO"))
         print("speed-up vs plain path (extrapolated): %.1fx wall, %.1fx CPU"

@@ -56,6 +56,12 @@ def mixed_corpus(tmp_path_factory, debian_fortunes_dir):
     lines = text.split(b"\n")
     (corpus / "reference-a.txt").write_bytes(b"\n".join(lines[:6000]) + b"\n")
     (corpus / "reference-b.txt").write_bytes(b"\n".join(lines[6000:11000]))   # no final newline
+    # Windows line ends and a BOM; lines that are blank only to strip() (NBSP, U+3000, \x1c),
+    # lines that are not blank but have no tokens (ZWSP, NUL), a lone \r inside a line.
+    odd = ("\ufeffPrimera línea\r\n\u00a0\u3000\r\n\u200b\r\n\x00\r\nuno\rdos\r\n\x1c\r\n"
+           "ΣΟΦΙΑ Ελληνικά İstanbul ﬁn 中文\r\n\r\n")
+    (corpus / "odd.txt").write_bytes((odd * 300).encode("utf-8") +
+                                     b"\r\n".join(lines[11000:12000]))
     return corpus
 
 

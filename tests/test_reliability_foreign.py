@@ -174,3 +174,10 @@ def test_hand_written_data_files_are_not_overwritten(tmp_path, target, name, var
     assert line.startswith("%s: error: %s was not written by this pipeline" % (target, path)), \
         line
     assert path.read_bytes() == before
+
+
+def test_make_corpus_naming_no_file_is_one_line(tmp_path):
+    data_dir = tmp_path / "data"
+    line = our_line(make("corpus", data_dir, CORPUS="/nonexistent/es.txt"))
+    assert line == "corpus: error: CORPUS=/nonexistent/es.txt: no such file or directory", line
+    assert not (data_dir / "corpus").exists()

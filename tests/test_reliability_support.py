@@ -51,9 +51,12 @@ class Running(object):
         with open(self.err_path, errors="replace") as f:
             return f.read()
 
-    def kill_when(self, condition, timeout, poll=0.003):
+    def kill_when(self, condition, timeout, poll=0.003, only=None):
         """SIGKILLs the whole process group as soon as condition() holds.
 
+        With `only` (a piece of a command line), SIGKILLs just the processes of the group
+        whose command line holds it, as the kernel's OOM killer picks the biggest process,
+        and waits for the rest to end by themselves.
         Returns True when it killed; False when the process ended first (the caller decides
         whether that is a failure). Raises on timeout.
         """
@@ -66,7 +69,10 @@ class Running(object):
             except OSError:
                 hit = False     # a file vanished between listing and reading it
             if hit:
-                self.kill()
+                if only:
+                    self.kill_only(only)
+                else:
+                    self.kill()
                 return True
             time.sleep(poll)
         self.kill()
@@ -82,6 +88,16 @@ class Running(object):
         self.killed = True
         wait_group_gone(self.proc.pid)
 
+    def kill_only(self, fragment, timeout=120):
+        victims = [pid for pid in group_members(self.proc.pid)
+                   if fragment in command_line(pid)]
+        assert victims, "no process of the group runs %s" % fragment
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        self.wait(timeout)          # the others notice and end on their own
+        self.killed = True
+        wait_group_gone(self.proc.pid)
+
     def wait(self, timeout):
         try:
             return self.proc.wait(timeout)
@@ -89,6 +105,30 @@ class Running(object):
             self.kill()
             raise AssertionError("%s did not finish within %ds; output:\n%s"
                                  % (" ".join(self.args), timeout, self.output()[-3000:]))
+
+
+def group_members(pgid):
+    """PIDs of the live processes in process group `pgid` (Linux /proc)."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(name))
+    return members
+
+
+def command_line(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def wait_group_gone(pgid, timeout=10):

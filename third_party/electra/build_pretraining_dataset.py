@@ -37,7 +37,7 @@ SHARD_NAME = "pretrain_data.tfrecord-%d-of-%d"
 SHARD_NAME_RE = re.compile(r"pretrain_data\.tfrecord-\d+-of-\d+$")
 # Words that people pass to --blanks-separate-docs meaning "no" (the reference reads them as True).
 FALSE_WORDS = ("false", "f", "no", "n", "0", "off")
-READ_CHUNK_BYTES = 256 << 10       # files are read in chunks of whole lines of about this size
+READ_CHUNK_BYTES = 1 << 20        # files are read in chunks of whole lines of about this size
 FLUSH_EVERY_BYTES = 64 << 20      # record bytes buffered per job before they are written out
 PROGRESS_EVERY_SECONDS = 1.0
 
@@ -205,10 +205,11 @@ def decode_utf8(data):
     return text, _invalid_bytes[0] - before
 
 
-def read_line_chunks(path, chunk_bytes=READ_CHUNK_BYTES):
-  """Yields (stripped lines, bytes read, invalid bytes) for chunks of whole lines.
+def read_text_chunks(path, chunk_bytes=READ_CHUNK_BYTES):
+  """Yields (text, bytes read, invalid bytes) for chunks of whole lines, without the
+  chunk's last "\\n": the lines are text.split("\\n").
 
-  Lines end at "\\n" only (like the reference's reader; a lone "\\r" stays inside the
+  Lines end at "\\n" only, like the reference's reader (a lone "\\r" stays inside the
   line, and strip() removes "\\r" before "\\n"); a last line without "\\n" counts.
   """
   with open(path, "rb") as f:
@@ -224,10 +225,32 @@ def read_line_chunks(path, chunk_bytes=READ_CHUNK_BYTES):
         continue
       rest = block[cut + 1:]
       text, invalid = decode_utf8(block[:cut])
-      yield [line.strip() for line in text.split("\n")], cut + 1, invalid
+      yield text, cut + 1, invalid
     if rest:
       text, invalid = decode_utf8(rest)
-      yield [line.strip() for line in text.split("\n")], len(rest), invalid
+      yield text, len(rest), invalid
+
+
+def mark_blank_lines(text, ids_list, blanks_separate_docs):
+  """Per-line ids of text.split("\\n") -> what the example builder is fed.
+
+  A blank line (nothing left after strip()) becomes None (an empty line) when blank lines
+  separate documents and is skipped otherwise; any other line is a sentence, even one
+  without tokens. Only lines without tokens can be blank, so only those are looked at.
+  """
+  empty = [i for i, ids in enumerate(ids_list) if not ids]
+  if not empty:
+    return ids_list
+  lines = text.split("\n")
+  blank = [i for i in empty if not lines[i].strip()]
+  if not blank:
+    return ids_list
+  if blanks_separate_docs:
+    for i in blank:
+      ids_list[i] = None
+    return ids_list
+  blank = set(blank)
+  return [ids for i, ids in enumerate(ids_list) if i not in blank]
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,20 +297,31 @@ def _run_job_files(job, config, report):
   writer = ShardWriter([os.path.join(config.temp_dir, SHARD_NAME % (i, config.num_out_files))
                         for i in shard_indices])
   vocab = config.vocab
+  blanks_separate_docs = config.blanks_separate_docs
   builder = ExampleBuilder(vocab["[CLS]"], vocab["[SEP]"], config.max_seq_length)
   serializer = tfrecord_io.ExampleSerializer(len(vocab), config.max_seq_length)
   if config.tokenizer == "plain":
     plain = tokenization.FullTokenizer(config.vocab_file, do_lower_case=config.do_lower_case,
                                        strip_accents=config.strip_accents)
 
-    def ids_of_lines(lines):
-      return [plain.convert_tokens_to_ids(plain.tokenize(line)) for line in lines]
+    def lines_to_feed(text):
+      """The definition: strip each line; feed the non-empty ones, and the empty ones as
+      None when blank lines separate documents."""
+      feed = []
+      for line in text.split("\n"):
+        line = line.strip()
+        if line:
+          feed.append(plain.convert_tokens_to_ids(plain.tokenize(line)))
+        elif blanks_separate_docs:
+          feed.append(None)
+      return feed
   else:
-    ids_of_lines = fast_tokenization.BulkTokenizer(
-        vocab, do_lower_case=config.do_lower_case,
-        strip_accents=config.strip_accents).ids_of_lines
+    bulk = fast_tokenization.BulkTokenizer(vocab, do_lower_case=config.do_lower_case,
+                                           strip_accents=config.strip_accents)
 
-  blanks_separate_docs = config.blanks_separate_docs
+    def lines_to_feed(text):
+      return mark_blank_lines(text, bulk.ids_of_text(text), blanks_separate_docs)
+
   add_line = builder.add_line
   add_lines = builder.add_lines
   serialize = serializer.serialize
@@ -295,16 +329,11 @@ def _run_job_files(job, config, report):
   stats = {"files": 0, "bytes": 0, "examples": 0, "tokens": 0, "invalid_bytes": 0}
   last_report = time.time()
   for path in files:
-    for lines, size, invalid in read_line_chunks(path):
+    for text, size, invalid in read_text_chunks(path):
       if invalid:
         stats["invalid_bytes"] += invalid
         report("warning", "%s: dropped %d invalid UTF-8 byte(s)" % (path, invalid))
-      nonempty = [line for line in lines if line]
-      ids_list = ids_of_lines(nonempty)
-      if blanks_separate_docs and len(nonempty) != len(lines):
-        sentences = iter(ids_list)
-        ids_list = [next(sentences) if line else None for line in lines]
-      for input_ids, first_part_length in add_lines(ids_list):
+      for input_ids, first_part_length in add_lines(lines_to_feed(text)):
         stats["tokens"] += len(input_ids)
         write(serialize(input_ids, first_part_length))
       stats["bytes"] += size
@@ -454,7 +483,11 @@ def swap_in(temp_dir, output_real):
     return
   old = _aside_name(output_real, "old", os.getpid())
   os.rename(output_real, old)
-  os.rename(temp_dir, output_real)
+  try:
+    os.rename(temp_dir, output_real)
+  except OSError:
+    os.rename(old, output_real)             # put the previous set back
+    raise
   _remove_shard_dir(old)
 
 
@@ -598,32 +631,32 @@ class _ArgumentParser(argparse.ArgumentParser):
 def parse_args(argv):
   parser = _ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
   parser.add_argument("--corpus-dir", required=True,
-                      help="Location of pre-training text files.")
+                      help="Directory of plain-text files (UTF-8), one sentence per line.")
   parser.add_argument("--vocab-file", required=True,
-                      help="Location of vocabulary file.")
+                      help="WordPiece vocab, one token per line (id = line number).")
   parser.add_argument("--output-dir", required=True,
-                      help="Where to write out the tfrecords.")
+                      help="Directory for the pretrain_data.tfrecord-I-of-N shards.")
   parser.add_argument("--max-seq-length", default=128, type=int,
-                      help="Number of tokens per example.")
+                      help="Tokens per example, [CLS] and [SEP] included (default 128).")
   parser.add_argument("--num-processes", default=1, type=int,
-                      help="Parallelize across multiple processes.")
+                      help="Worker processes; each takes whole files (default 1).")
   parser.add_argument("--blanks-separate-docs", default=True, type=str,
-                      help="Whether blank lines indicate document boundaries. Parsed like the "
+                      help="Blank lines end documents (default True). Parsed like the "
                            "reference: any non-empty value (even 'False') is True; pass '' "
                            "for False.")
   parser.add_argument("--do-lower-case", dest="do_lower_case", action="store_true",
-                      help="Lower case input text.")
+                      help="Lower-case the text (default).")
   parser.add_argument("--no-lower-case", dest="do_lower_case", action="store_false",
-                      help="Don't lower case input text.")
+                      help="Keep the case of the text.")
   parser.add_argument("--do-strip-accents", dest="strip_accents", action="store_true",
-                      help="Strip accents (default; only when lower-casing).")
+                      help="Remove accents when lower-casing (default).")
   parser.add_argument("--no-strip-accents", dest="strip_accents", action="store_false",
-                      help="Don't strip accents.")
+                      help="Keep accents when lower-casing.")
   parser.set_defaults(do_lower_case=True, strip_accents=True)
   parser.add_argument("--seed", default=None, type=int,
                       help="Job j seeds Python's random with SEED + j (reproducible output).")
   parser.add_argument("--num-out-files", default=1000, type=int,
-                      help="Number of output shards.")
+                      help="Number of output shards (default 1000).")
   parser.add_argument("--tokenizer", default="fast", choices=("fast", "plain"),
                       help="fast (default) or plain: the plain-Python definition (slow, "
                            "same output).")
@@ -684,7 +717,11 @@ def main(argv):
       raise UserError("--corpus-dir %s holds no readable text: no examples were produced "
                       "(the previous output, if any, is left as it was)" % args.corpus_dir)
     check_output_dir(args.output_dir)        # nothing foreign appeared meanwhile
-    swap_in(temp_dir, output_real)
+    try:
+      swap_in(temp_dir, output_real)
+    except OSError as e:
+      raise UserError("cannot move the new shards into %s: %s (a mount point cannot be "
+                      "replaced; give a directory inside it)" % (args.output_dir, e.strerror))
     swapped = True
   finally:
     if not swapped and os.path.isdir(temp_dir):

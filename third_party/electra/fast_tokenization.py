@@ -149,7 +149,12 @@ class BulkTokenizer(object):
     """Token ids of each line (lines must not contain "\\n")."""
     if not lines:
       return []
-    normalized = self.normalize("\n".join(lines) + "\n")
+    return self.ids_of_text("\n".join(lines))
+
+  def ids_of_text(self, text):
+    """Token ids of each line of text.split("\\n"). Surrounding whitespace of a line never
+    changes its tokens (it is either removed or a separator), so lines need no strip()."""
+    normalized = self.normalize(text + "\n")
     # One split and one lookup pass over the whole text; a marker word ends each line.
     words = normalized.replace("\n", " " + LINE_END_MARK + " ").split()
     flat = list(itertools.chain.from_iterable(map(self._chunk_ids.__getitem__, words)))
@@ -157,7 +162,7 @@ class BulkTokenizer(object):
     append = result.append
     find_end = flat.index
     start = 0
-    for _ in range(len(lines)):
+    for _ in range(text.count("\n") + 1):
       end = find_end(LINE_END_ID, start)
       append(flat[start:end])
       start = end + 1

@@ -183,15 +183,32 @@ def input_fn_builder(config, files, is_training, num_cpu_threads=4):
 # ---- progress ----------------------------------------------------------------------------
 
 class ETAHook(tf.estimator.SessionRunHook):
-  """Prints `STEP/TOTAL = P%, SPS: x, ELAP: t, ETA: t - loss: x` after every step."""
+  """Prints `STEP/TOTAL = P%, SPS: x, ELAP: t, ETA: t - loss: x` after every step.
 
-  def __init__(self, to_log, n_steps, is_training=True):
-    self._to_log = to_log
+  In training it also writes the TensorBoard scalars (the `scalars` it fetches) at the
+  first step, every `summary_every` steps and at the last step. Fetching the same
+  tensors at every step matters for speed: each new set of fetches makes TF build
+  (and optimize) another executor for the whole graph, which the estimator's own
+  summary and logging hooks would cause at their first and second steps.
+  """
+
+  def __init__(self, n_steps, loss=None, scalars=None, model_dir=None, summary_every=100,
+               is_training=True):
     self._n_steps = n_steps
+    self._fetches = dict(scalars or {})
+    if loss is not None:
+      self._fetches["loss"] = loss
+    self._model_dir = model_dir
+    self._summary_every = summary_every
     self._is_training = is_training
+    self._writer = None
     self._start_time = None
     self._start_step = 0
     self._steps_run = 0
+
+  def begin(self):
+    if self._is_training and self._model_dir and self._fetches:
+      self._writer = tf.summary.FileWriterCache.get(self._model_dir)
 
   def after_create_session(self, session, coord):
     if self._is_training:
@@ -200,7 +217,7 @@ class ETAHook(tf.estimator.SessionRunHook):
   def before_run(self, run_context):
     if self._start_time is None:
       self._start_time = time.time()
-    return tf.estimator.SessionRunArgs(self._to_log)
+    return tf.estimator.SessionRunArgs(self._fetches)
 
   def after_run(self, run_context, run_values):
     self._steps_run += 1
@@ -212,9 +229,20 @@ class ETAHook(tf.estimator.SessionRunHook):
       msg += ", SPS: %.1f, ELAP: %s, ETA: %s" % (
           steps_per_second, secs_to_str(elapsed),
           secs_to_str((self._n_steps - step) / steps_per_second))
-    for tag, value in sorted(run_values.results.items()):
-      msg += " - %s: %.4f" % (tag, value)
+    if "loss" in run_values.results:
+      msg += " - loss: %.4f" % run_values.results["loss"]
     log(msg)
+    if self._writer is not None and (self._steps_run == 1 or step % self._summary_every == 0
+                                     or step >= self._n_steps):
+      values = [tf.Summary.Value(tag=tag, simple_value=float(value))
+                for tag, value in sorted(run_values.results.items())]
+      if steps_per_second > 0:
+        values.append(tf.Summary.Value(tag="global_step/sec", simple_value=steps_per_second))
+      self._writer.add_summary(tf.Summary(value=values), step)
+
+  def end(self, session):
+    if self._writer is not None:
+      self._writer.flush()
 
 
 # ---- model function ----------------------------------------------------------------------
@@ -238,20 +266,19 @@ def model_fn_builder(config):
       if problem:
         raise user_error("model dir %s holds a checkpoint of another model: %s; use another "
                         "--model-name or matching hparams" % (config.model_dir, problem))
+    on_host = not config.use_tpu  # TPU tensors cannot be fetched by host hooks
     if is_training:
-      if not config.use_tpu:
-        tf.summary.scalar("total_loss", model.total_loss)
-        tf.summary.scalar("generator_loss", model.mlm_loss)
-        if model.disc_loss is not None:
-          tf.summary.scalar("discriminator_loss", model.disc_loss)
-        tf.summary.scalar("learning_rate", learning_rate)
-      hooks = [ETAHook({} if config.use_tpu else {"loss": model.total_loss},
-                       config.num_train_steps)]
+      scalars = {"total_loss": model.total_loss, "generator_loss": model.mlm_loss,
+                 "learning_rate": learning_rate}
+      if model.disc_loss is not None:
+        scalars["discriminator_loss"] = model.disc_loss
+      hooks = [ETAHook(config.num_train_steps, loss=model.total_loss if on_host else None,
+                       scalars=scalars if on_host else None, model_dir=config.model_dir)]
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=model.total_loss, train_op=train_op, training_hooks=hooks)
     if mode == tf.estimator.ModeKeys.EVAL:
-      hooks = [ETAHook({} if config.use_tpu else {"loss": model.total_loss},
-                       config.num_eval_steps, is_training=False)]
+      hooks = [ETAHook(config.num_eval_steps, loss=model.total_loss if on_host else None,
+                       is_training=False)]
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=model.total_loss,
           eval_metrics=(model.metric_fn, model.metric_tensors), evaluation_hooks=hooks)
@@ -287,7 +314,10 @@ def make_estimator(config):
       cluster=tpu_cluster_resolver, model_dir=config.model_dir,
       save_checkpoints_steps=config.save_checkpoints_steps,
       keep_checkpoint_max=config.keep_checkpoint_max, tpu_config=tpu_config,
-      session_config=session_config())
+      session_config=session_config(),
+      # Off the TPU, ETAHook writes the scalars and logs every step itself (see there).
+      save_summary_steps=100 if config.use_tpu else None,
+      log_step_count_steps=100 if config.use_tpu else None)
   return tf.estimator.tpu.TPUEstimator(
       use_tpu=config.use_tpu, model_fn=model_fn_builder(config), config=run_config,
       train_batch_size=config.train_batch_size, eval_batch_size=config.eval_batch_size)
