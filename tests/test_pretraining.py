@@ -163,6 +163,40 @@ def test_reference_switches_build_and_train(tmp_path, switches, shapes, absent):
         assert (by_name["sampled_tokids"][kept] != by_name["masked_lm_ids"][kept]).all()
 
 
+def test_adam_update_equals_the_reference_formula():
+    """Adam without bias correction, decoupled weight decay, no decay on LayerNorm/bias."""
+    tf = pytest.importorskip("tensorflow").compat.v1
+    optimization = import_electra("optimization")
+    rng = np.random.RandomState(0)
+    start = {"a/kernel": rng.randn(5, 3).astype("f"), "a/bias": rng.randn(3).astype("f"),
+             "a/LayerNorm/gamma": rng.randn(3).astype("f")}
+    grads = [{k: rng.randn(*v.shape).astype("f") for k, v in start.items()}
+             for _ in range(3)]
+    rate, decay = 0.01, 0.1
+    with tf.Graph().as_default():
+        variables = {k: tf.get_variable(k, initializer=v) for k, v in start.items()}
+        fed = {k: tf.placeholder(tf.float32, v.shape) for k, v in start.items()}
+        update = optimization.adam_weight_decay_update(
+            [(fed[k], variables[k]) for k in start], rate, decay)
+        names = {optimization.variable_name(v) for v in tf.global_variables()}
+        with tf.Session() as session:
+            session.run(tf.global_variables_initializer())
+            for grad in grads:
+                session.run(update, {fed[k]: grad[k] for k in start})
+            got = session.run(variables)
+    assert names == set(start) | {k + s for k in start for s in ("/adam_m", "/adam_v")}
+    for k, value in start.items():
+        p, m, v = value.astype("f8"), 0.0, 0.0
+        for grad in grads:
+            m = 0.9 * m + 0.1 * grad[k]
+            v = 0.999 * v + 0.001 * grad[k] ** 2
+            step = m / (np.sqrt(v) + 1e-6)
+            if k == "a/kernel":
+                step += decay * p
+            p = p - rate * step
+        assert np.abs(got[k] - p).max() < 1e-5, k
+
+
 # ---- training --------------------------------------------------------------------------------
 
 def test_resumes_reference_checkpoint(tmp_path, fortunes_tfrecords):

@@ -63,17 +63,16 @@ def test_make_convert_killed_leaves_no_half_written_model_directory(tmp_path, se
     proc = Running(make_convert(data_dir), str(tmp_path / "logs"), "convert-1")
     if seed == 1:     # while the discriminator's files are being written aside
         trigger = file_matching(str(hf / ".discriminator.partial-*" / "*"))
-    elif seed == 2:   # between the two networks, or while the generator's are written
-        trigger = file_matching(str(hf / ".generator.partial-*"))
-    else:
-        at = rng.uniform(1.0, 5.0)
-        trigger = lambda: time.time() - proc.started >= at
-    killed = proc.kill_when(trigger, timeout=300)
-    assert killed or seed == 3, proc.output()
+    elif seed == 2:   # while the generator's files are being written aside
+        trigger = file_matching(str(hf / ".generator.partial-*" / "*"))
+    else:             # right after the discriminator is in place (a seeded moment after)
+        delay = rng.uniform(0, 0.2)
+        trigger = lambda: (os.path.exists(str(hf / "discriminator")) and
+                           time.sleep(delay) is None)
+    assert proc.kill_when(trigger, timeout=300), proc.output()
     for network in ("discriminator", "generator"):
         assert_absent_or_complete(str(hf / network), network)
-    if killed:
-        assert not record.exists()
+    assert not record.exists()
     run(make_convert(data_dir), timeout=300)
     for network in ("discriminator", "generator"):
         assert assert_absent_or_complete(str(hf / network), network)

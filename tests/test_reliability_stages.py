@@ -3,11 +3,14 @@ previous complete output: after each kill the output is the previous complete se
 absent), never a partial one, and the stage is not recorded as done; the rerun completes
 with exactly what an uninterrupted run writes.
 """
+import glob
 import gzip
 import json
 import os
 import random
 import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -70,9 +73,16 @@ def corpus_reference(texts, tmp_path_factory):
     return digest
 
 
+@pytest.fixture(scope="module")
+def corpus_bytes(corpus_reference, texts):
+    """Size of corpus B once normalized (what pass 1 writes)."""
+    with open(str(texts[1]), "rb") as f:
+        return len(f.read()) * 0.8
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_make_corpus_killed_while_replacing_leaves_previous_set_then_completes(
-        tmp_path, texts, corpus_reference, seed):
+        tmp_path, texts, corpus_reference, corpus_bytes, seed):
     rng = random.Random(seed)
     data_dir = tmp_path / "data"
     run(make("corpus", data_dir, **corpus_vars(texts[0])), timeout=300)
@@ -84,9 +94,10 @@ def test_make_corpus_killed_while_replacing_leaves_previous_set_then_completes(
                    "corpus-b")
     if seed == 1:   # the moment the second output file is begun (pass 2)
         trigger = file_matching(str(data_dir / ".corpus.partial-*" / "part-00001-of-00002.txt"))
-    else:
-        trigger_at = rng.uniform(0.1, 1.0)
-        trigger = lambda: __import__("time").time() - proc.started >= trigger_at
+    else:           # pass 1, at a seeded share of the text (whatever the machine's speed)
+        share = rng.uniform(0.05, 0.95) * corpus_bytes
+        trigger = lambda: sum(os.path.getsize(p) for p in glob.glob(
+            str(data_dir / ".corpus.partial-*" / ".all.txt"))) >= share
     assert proc.kill_when(trigger, timeout=120), "finished before the kill: " + proc.output()
     now = tree_digest(str(data_dir / "corpus"))
     assert now in (previous, corpus_reference, {}), "a partial corpus is in place"
@@ -121,17 +132,19 @@ def data_dir_with_corpus(path, text, reference_corpus=None):
 def builder_reference(texts, tmp_path_factory):
     """Corpus B's directory and the TFRecords an uninterrupted `make pretrain-data` writes."""
     d = data_dir_with_corpus(tmp_path_factory.mktemp("builder-ref") / "data", texts[1])
+    started = time.time()
     run(make("pretrain-data", d, NUM_PROCESSES="2"), timeout=600)
+    seconds = time.time() - started
     digest = tree_digest(str(d / "pretrain_tfrecords"))
     assert len(digest) > 2
-    return str(d / "corpus"), digest
+    return str(d / "corpus"), digest, seconds
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_make_pretrain_data_killed_while_replacing_leaves_previous_set_then_completes(
         tmp_path, texts, builder_reference, seed):
     rng = random.Random(seed)
-    corpus_b, reference = builder_reference
+    corpus_b, reference, reference_seconds = builder_reference
     data_dir = data_dir_with_corpus(tmp_path / "data", texts[0])
     run(make("pretrain-data", data_dir, NUM_PROCESSES="2"), timeout=600)
     previous = tree_digest(str(data_dir / "pretrain_tfrecords"))
@@ -145,16 +158,16 @@ def test_make_pretrain_data_killed_while_replacing_leaves_previous_set_then_comp
     if seed == 1:   # as soon as the first shards of the new set exist
         trigger = file_matching(str(data_dir / ".pretrain_tfrecords.partial-*" /
                                     "pretrain_data.tfrecord-*"))
-    else:
-        trigger = file_matching(str(data_dir / ".pretrain_tfrecords.partial-*"))
-        delay = rng.uniform(0.2, 1.5)
-        first = trigger
-        seen = []
+    else:           # while the jobs work: a seeded share of an uninterrupted run's time
+        # after the new set's directory appears (the builder writes its shards in big
+        # blocks, so their size says little about progress).
+        delay = rng.uniform(0.05, 0.4) * reference_seconds
+        started = []
 
         def trigger():
-            if not seen and first():
-                seen.append(__import__("time").time())
-            return bool(seen) and __import__("time").time() - seen[0] >= delay
+            if not started and glob.glob(str(data_dir / ".pretrain_tfrecords.partial-*")):
+                started.append(time.time())
+            return bool(started) and time.time() - started[0] >= delay
     assert proc.kill_when(trigger, timeout=300), "finished before the kill: " + proc.output()
     now = tree_digest(str(data_dir / "pretrain_tfrecords"))
     assert now in (previous, reference, {}), "a partial shard set is in place"
@@ -169,7 +182,7 @@ def test_make_pretrain_data_killed_while_replacing_leaves_previous_set_then_comp
 
 
 def dead_pid():
-    proc = __import__("subprocess").Popen(["true"])
+    proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
 

@@ -6,6 +6,7 @@ reference's checkpoints; `global_step` is the estimator's int64 step.
 import re
 
 import tensorflow.compat.v1 as tf
+from tensorflow.python.training import training_ops
 
 # Variables whose name contains one of these get no weight decay.
 NO_DECAY_NAME_PARTS = ("LayerNorm", "layer_norm", "bias")
@@ -32,7 +33,21 @@ def uses_weight_decay(name):
 
 def adam_weight_decay_update(grads_and_vars, learning_rate, weight_decay_rate,
                              beta_1=0.9, beta_2=0.999, epsilon=1e-6):
-  """The update ops; call at the root variable scope (slot names are absolute)."""
+  """The update ops; call at the root variable scope (slot names are absolute).
+
+  Per variable p with gradient g (the reference's update, with no bias correction):
+    m <- beta_1 m + (1 - beta_1) g;  v <- beta_2 v + (1 - beta_2) g^2
+    p <- p - lr (m / (sqrt(v) + epsilon) + weight_decay_rate p)
+  computed with TF's fused Adam kernel (whose bias correction vanishes when it is given
+  beta powers of 0) and a separate decay term taken from p before the Adam step: a
+  handful of ops per variable instead of some twenty, which builds and runs faster.
+  """
+  zero = tf.constant(0.0, name="adam_no_bias_correction")
+  beta_1_t = tf.constant(beta_1, name="adam_beta_1")
+  beta_2_t = tf.constant(beta_2, name="adam_beta_2")
+  epsilon_t = tf.constant(epsilon, name="adam_epsilon")
+  learning_rate = tf.convert_to_tensor(learning_rate)
+  decay_rate = learning_rate * weight_decay_rate
   updates = []
   for grad, var in grads_and_vars:
     if grad is None:
@@ -45,13 +60,16 @@ def adam_weight_decay_update(grads_and_vars, learning_rate, weight_decay_rate,
                         initializer=tf.zeros_initializer())
     if isinstance(grad, tf.IndexedSlices):
       grad = tf.convert_to_tensor(grad)
-    next_m = beta_1 * m + (1.0 - beta_1) * grad
-    next_v = beta_2 * v + (1.0 - beta_2) * tf.square(grad)
-    update = next_m / (tf.sqrt(next_v) + epsilon)
+    decay = None
     if weight_decay_rate and uses_weight_decay(name):
-      update += weight_decay_rate * var
-    updates.extend([var.assign(var - learning_rate * update), m.assign(next_m),
-                    v.assign(next_v)])
+      decay = decay_rate * var.read_value()
+    with tf.control_dependencies([decay] if decay is not None else []):
+      step = training_ops.apply_adam(var, m, v, zero, zero, learning_rate, beta_1_t,
+                                     beta_2_t, epsilon_t, grad, use_locking=False)
+    if decay is not None:
+      with tf.control_dependencies([step]):
+        step = tf.assign_sub(var, decay)
+    updates.append(step)
   return tf.group(*updates)
 
 

@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import sys
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,6 +25,7 @@ if _HERE not in sys.path:
   sys.path.insert(0, _HERE)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
+from tensorflow.python.framework import meta_graph  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
 
 import configure_pretraining  # noqa: E402
@@ -245,6 +247,38 @@ class ETAHook(tf.estimator.SessionRunHook):
       self._writer.flush()
 
 
+class CheckpointSaverHook(tf.train.CheckpointSaverHook):
+  """The estimator's checkpoint hook (same files), with graph.pbtxt written on the side.
+
+  At session start the stock hook writes graph.pbtxt (a text dump of the whole graph,
+  seconds of pure Python for ELECTRA-small) before the first step can run; here a
+  thread writes it while the first step runs, and the graph is serialized once for
+  both it and the events file. Everything else is the stock behaviour (TF 1.15).
+  """
+
+  _writer_thread = None
+
+  def after_create_session(self, session, coord):
+    global_step = session.run(self._global_step_tensor)
+    graph = tf.get_default_graph()
+    graph_def = graph.as_graph_def(add_shapes=True)
+    self._writer_thread = threading.Thread(
+        target=tf.io.write_graph, args=(graph_def, self._checkpoint_dir, "graph.pbtxt"))
+    self._writer_thread.start()
+    saver = self._get_saver()
+    meta_graph_def = meta_graph.create_meta_graph_def(
+        graph_def=graph_def, saver_def=saver.saver_def if saver else None)
+    self._summary_writer.add_graph(graph)
+    self._summary_writer.add_meta_graph(meta_graph_def)
+    self._save(session, global_step)  # the checkpoint of the starting step, as the stock hook
+    self._timer.update_last_triggered_step(global_step)
+
+  def end(self, session):
+    super(CheckpointSaverHook, self).end(session)
+    if self._writer_thread is not None:
+      self._writer_thread.join()
+
+
 # ---- model function ----------------------------------------------------------------------
 
 def model_fn_builder(config):
@@ -273,7 +307,9 @@ def model_fn_builder(config):
       if model.disc_loss is not None:
         scalars["discriminator_loss"] = model.disc_loss
       hooks = [ETAHook(config.num_train_steps, loss=model.total_loss if on_host else None,
-                       scalars=scalars if on_host else None, model_dir=config.model_dir)]
+                       scalars=scalars if on_host else None, model_dir=config.model_dir),
+               CheckpointSaverHook(config.model_dir,
+                                   save_steps=config.save_checkpoints_steps)]
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=model.total_loss, train_op=train_op, training_hooks=hooks)
     if mode == tf.estimator.ModeKeys.EVAL:
