@@ -241,6 +241,8 @@ def test_checkpoints_kept_and_summaries_written(trained_tiny):
     kept = sorted(int(re.search(r"-(\d+)\.index$", p).group(1))
                   for p in glob.glob(os.path.join(model_dir, "model.ckpt-*.index")))
     assert kept == [40, 60]  # keep_checkpoint_max 2 of 0, 20, 40, 60
+    with open(os.path.join(model_dir, "graph.pbtxt")) as f:
+        assert 'name: "generator_predictions/output_bias"' in f.read()
     reader = tf.train.NewCheckpointReader(os.path.join(model_dir, "model.ckpt-60"))
     assert reader.get_tensor("global_step") == 60
     assert reader.get_variable_to_dtype_map()["global_step"] == tf.int64

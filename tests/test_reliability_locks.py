@@ -122,3 +122,25 @@ def test_make_target_refuses_while_another_run_holds_the_lock(tmp_path, target, 
             "nothing written"
     finally:
         holder.kill()
+
+
+def test_generic_lock_file_shared_holders_coexist_and_exclusive_waits_for_them(tmp_path):
+    lock = str(tmp_path / "some.lock")
+    readers = [Running(LOCKING + ["--lock", lock, "--shared", "--", "sleep", "60"],
+                       str(tmp_path / "logs"), "reader%d" % i) for i in range(2)]
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            writer = run(LOCKING + ["--lock", lock, "--what", "the thing", "--", "true"],
+                         check=False)
+            if writer.returncode != 0 and all(r.proc.poll() is None for r in readers):
+                break
+            time.sleep(0.05)
+        assert writer.returncode == 2
+        assert one_error_line(writer.stderr).startswith("locking: error: the thing is in use by")
+        third = run(LOCKING + ["--lock", lock, "--shared", "--", "echo", "shared ok"])
+        assert third.stdout.strip() == "shared ok"
+    finally:
+        for reader in readers:
+            reader.kill()
+    assert run(LOCKING + ["--lock", lock, "--", "echo", "free"]).stdout.strip() == "free"
