@@ -1,6 +1,6 @@
 """TF ELECTRA checkpoint -> Hugging Face ElectraForPreTraining / ElectraForMaskedLM.
 
-Command line (lonePatient's flags, which the tutorial used):
+Command line (the flags of the community converter script the tutorial used):
 
     python -m wrapper.convert --tf_checkpoint_path CKPT --electra_config_file CONFIG \
         --pytorch_dump_path OUT/pytorch_model.bin [--discriminator_or_generator generator]

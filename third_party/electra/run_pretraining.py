@@ -246,30 +246,49 @@ class ETAHook(tf.estimator.SessionRunHook):
 
 
 class CheckpointSaverHook(tf.train.CheckpointSaverHook):
-  """The estimator's checkpoint hook (same files), with graph.pbtxt written on the side.
+  """The estimator's checkpoint hook (same files), with the graph serialized only once.
 
-  At session start the stock hook writes graph.pbtxt (a text dump of the whole graph,
-  seconds of pure Python for ELECTRA-small) before the first step can run; here a
-  thread writes it while the first step runs, and the graph is serialized once for
-  both it and the events file. Everything else is the stock behaviour (TF 1.15).
+  The stock hook serializes the whole graph (seconds of pure Python for ELECTRA-small)
+  for graph.pbtxt, again for the events file and again for every checkpoint's .meta
+  file, the first time before step 1 can run. The graph is finalized when the session
+  starts, so one serialization serves them all; graph.pbtxt is written by a thread
+  while the first step runs. The files are those of the stock hook (TF 1.15).
   """
 
   _writer_thread = None
+  _graph_def = None
 
   def after_create_session(self, session, coord):
     global_step = session.run(self._global_step_tensor)
-    graph = tf.get_default_graph()
-    graph_def = graph.as_graph_def(add_shapes=True)
+    self._graph_def = tf.get_default_graph().as_graph_def(add_shapes=True)
     self._writer_thread = threading.Thread(
-        target=tf.io.write_graph, args=(graph_def, self._checkpoint_dir, "graph.pbtxt"))
+        target=tf.io.write_graph, args=(self._graph_def, self._checkpoint_dir, "graph.pbtxt"))
     self._writer_thread.start()
     saver = self._get_saver()
     meta_graph_def = meta_graph.create_meta_graph_def(
-        graph_def=graph_def, saver_def=saver.saver_def if saver else None)
-    self._summary_writer.add_graph(graph)
+        graph_def=self._graph_def, saver_def=saver.saver_def if saver else None)
+    # add_graph(graph) would serialize the graph again; this is the event it writes.
+    self._summary_writer.add_event(tf.Event(graph_def=self._graph_def.SerializeToString()))
     self._summary_writer.add_meta_graph(meta_graph_def)
     self._save(session, global_step)  # the checkpoint of the starting step, as the stock hook
     self._timer.update_last_triggered_step(global_step)
+
+  def _save(self, session, step):
+    """The stock _save, writing the .meta file from the graph serialized at start."""
+    for listener in self._listeners:
+      listener.before_save(session, step)
+    saver = self._get_saver()
+    path = saver.save(session, self._save_path, global_step=step, write_meta_graph=False)
+    with session.graph.as_default():
+      tf.train.export_meta_graph(path + ".meta", graph_def=self._graph_def,
+                                 saver_def=saver.saver_def)
+    self._summary_writer.add_session_log(
+        tf.SessionLog(status=tf.SessionLog.CHECKPOINT, checkpoint_path=self._save_path), step)
+    should_stop = False
+    for listener in self._listeners:
+      if listener.after_save(session, step):
+        should_stop = True
+    return should_stop
 
   def end(self, session):
     super(CheckpointSaverHook, self).end(session)
