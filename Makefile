@@ -73,6 +73,12 @@ ABS_PY        = $(abspath $(PY))
 MODEL_DIR     = $(DATA_DIR)/models/$(MODEL_NAME)
 HF_DIR        = $(MODEL_DIR)/hf
 STAGE         = $(PY) -m wrapper.stages
+# One run at a time per data directory (its stage outputs) and per model directory
+# (wrapper/locking.py): a second run is refused with one line naming the running one; the
+# lock of a killed run is released by the kernel, so it never blocks the next run.
+LOCK_DATA     = $(PY) -m wrapper.locking --data-dir "$(DATA_DIR)" --program $@ --
+LOCK_MODEL    = $(PY) -m wrapper.locking --data-dir "$(DATA_DIR)" --model-name "$(MODEL_NAME)" \
+                --program $@ --
 PIPELINE      := corpus vocab hparams pretrain-data pretrain convert verify
 # Free text reaches the recipes through the environment: any quote in it is safe there.
 export HPARAMS_OVERRIDES SENTENCE
@@ -99,21 +105,21 @@ demo: setup ## whole pipeline offline on Debian's Spanish text, tiny model, CPU,
 	echo "make demo: done in $$(( $$(date +%s) - start )) s"
 
 corpus: setup ## DATA_DIR/corpus from OpenSubtitles (or CORPUS=), first TRAIN_SIZE lines
-	@$(STAGE) corpus --data-dir "$(DATA_DIR)" --input-list "$(CORPUS)" \
+	@$(LOCK_DATA) $(STAGE) corpus --data-dir "$(DATA_DIR)" --input-list "$(CORPUS)" \
 	  --var CORPUS="$(CORPUS)" --var TRAIN_SIZE="$(TRAIN_SIZE)" --var NUM_PROCESSES="$(NUM_PROCESSES)" \
 	  --var DOWNLOAD_BYTES="$(DOWNLOAD_BYTES)" --output "$(DATA_DIR)/corpus" -- \
 	  $(PY) -m wrapper.corpus --data-dir "$(DATA_DIR)" --corpus "$(CORPUS)" --train-size "$(TRAIN_SIZE)" \
 	  --num-files "$(NUM_PROCESSES)" --download-bytes "$(DOWNLOAD_BYTES)"
 
 vocab: setup ## DATA_DIR/vocab.txt (VOCAB=mbert|train|path)
-	@$(STAGE) vocab --data-dir "$(DATA_DIR)" $(if $(filter train,$(VOCAB)),--input "$(DATA_DIR)/corpus") \
+	@$(LOCK_DATA) $(STAGE) vocab --data-dir "$(DATA_DIR)" $(if $(filter train,$(VOCAB)),--input "$(DATA_DIR)/corpus") \
 	  $(if $(filter-out mbert train,$(VOCAB)),--input "$(VOCAB)") \
 	  --var VOCAB="$(VOCAB)" --var VOCAB_SIZE="$(if $(filter train,$(VOCAB)),$(VOCAB_SIZE))" \
 	  --output "$(DATA_DIR)/vocab.txt" -- \
 	  $(PY) -m wrapper.vocab --data-dir "$(DATA_DIR)" --vocab "$(VOCAB)" --vocab-size "$(VOCAB_SIZE)"
 
 hparams: setup ## DATA_DIR/hparams.json from PRESET + HPARAMS_OVERRIDES, type-checked
-	@$(STAGE) hparams --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/vocab.txt" \
+	@$(LOCK_DATA) $(STAGE) hparams --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/vocab.txt" \
 	  $(if $(wildcard hparams/$(PRESET).json),--input "hparams/$(PRESET).json",--input-list "$(PRESET)") \
 	  --var PRESET="$(PRESET)" --var HPARAMS_OVERRIDES="$$HPARAMS_OVERRIDES" --var MODEL_NAME="$(MODEL_NAME)" \
 	  --output "$(DATA_DIR)/hparams.json" -- \
@@ -122,7 +128,7 @@ hparams: setup ## DATA_DIR/hparams.json from PRESET + HPARAMS_OVERRIDES, type-ch
 
 pretrain-data: setup ## DATA_DIR/pretrain_tfrecords with ELECTRA_DIR's builder
 	@flags=$$($(PY) -m wrapper.hparams --data-dir "$(DATA_DIR)" --builder-flags) && \
-	$(STAGE) pretrain-data --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/corpus" \
+	$(LOCK_DATA) $(STAGE) pretrain-data --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/corpus" \
 	  --input "$(DATA_DIR)/vocab.txt" --var builder_flags="$$flags" \
 	  --var NUM_PROCESSES="$(NUM_PROCESSES)" --var ELECTRA_DIR="$(abspath $(ELECTRA_DIR))" \
 	  --output "$(DATA_DIR)/pretrain_tfrecords" -- \
@@ -131,7 +137,7 @@ pretrain-data: setup ## DATA_DIR/pretrain_tfrecords with ELECTRA_DIR's builder
 	  $$flags --num-processes "$(NUM_PROCESSES)" $(BUILDER_SEED)
 
 pretrain: setup ## train into DATA_DIR/models/MODEL_NAME (resumes from the latest checkpoint)
-	@$(STAGE) pretrain-$(MODEL_NAME) --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/pretrain_tfrecords" \
+	@$(LOCK_MODEL) $(STAGE) pretrain-$(MODEL_NAME) --data-dir "$(DATA_DIR)" --input "$(DATA_DIR)/pretrain_tfrecords" \
 	  --input "$(DATA_DIR)/vocab.txt" --input "$(DATA_DIR)/hparams.json" \
 	  --var MODEL_NAME="$(MODEL_NAME)" --var ELECTRA_DIR="$(abspath $(ELECTRA_DIR))" \
 	  --keeps "$(MODEL_DIR)" --may-change num_train_steps --may-change save_checkpoints_steps \
@@ -141,7 +147,7 @@ pretrain: setup ## train into DATA_DIR/models/MODEL_NAME (resumes from the lates
 	  --model-name "$(MODEL_NAME)" --hparams "$(ABS_DATA_DIR)/hparams.json"'
 
 convert: setup ## Hugging Face discriminator + generator under DATA_DIR/models/MODEL_NAME/hf
-	@$(STAGE) convert-$(MODEL_NAME) --data-dir "$(DATA_DIR)" --input "$(MODEL_DIR)/checkpoint" \
+	@$(LOCK_MODEL) $(STAGE) convert-$(MODEL_NAME) --data-dir "$(DATA_DIR)" --input "$(MODEL_DIR)/checkpoint" \
 	  --input "$(DATA_DIR)/vocab.txt" --input "$(DATA_DIR)/hparams.json" \
 	  --output "$(HF_DIR)/discriminator" --output "$(HF_DIR)/generator" -- \
 	  $(PY) -m wrapper.export --data-dir "$(DATA_DIR)" --model-name "$(MODEL_NAME)"

@@ -234,6 +234,10 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
                            lambda rel: PART_NAME.match(rel) is not None,
                            what="corpus directory") as out_dir:
         stats = write_corpus(sources, out_dir, train_size, num_files)
+        # The stats beside corpus/ describe the old corpus until rewritten below: remove them
+        # before the new corpus takes its place, so a kill in between leaves none, not wrong ones.
+        if os.path.exists(paths.corpus_stats_file(data_dir)):
+            os.remove(paths.corpus_stats_file(data_dir))
     stats["corpus_dir"] = paths.corpus_dir(data_dir)
     atomic_write_text(paths.corpus_stats_file(data_dir), json.dumps(stats, indent=2) + "\n")
     print(format_stats(stats))

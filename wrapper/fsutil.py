@@ -41,12 +41,42 @@ def _partial_name(final):
     return os.path.join(parent, ".%s.partial-%d" % (base, os.getpid()))
 
 
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _owner_alive(path):
+    """True when the PID in a `.NAME.partial-PID` / `.NAME.old-PID` name is another live run."""
+    pid = path.rsplit("-", 1)[-1]
+    return pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
+
+
+def restore_interrupted_swap(final):
+    """A run killed between its two renames left `final` absent and the previous complete set
+    as `.NAME.old-PID`: put that set back (it is what `final` was)."""
+    if os.path.lexists(final):
+        return
+    parent, base = os.path.split(os.path.abspath(final))
+    olds = [p for p in glob.glob(os.path.join(parent, ".%s.old-*" % base))
+            if os.path.isdir(p) and not _owner_alive(p)]
+    if olds:
+        os.rename(max(olds, key=os.path.getmtime), final)
+
+
 def remove_stale_partials(final):
-    """Leftovers of killed runs: only our own `.NAME.partial-*` / `.NAME.old-*` siblings."""
+    """Leftovers of killed runs: only our own `.NAME.partial-*` / `.NAME.old-*` siblings, and
+    none of a run still alive (it would be writing there)."""
     parent, base = os.path.split(os.path.abspath(final))
     for path in glob.glob(os.path.join(parent, ".%s.partial-*" % base)) + \
             glob.glob(os.path.join(parent, ".%s.old-*" % base)):
-        shutil.rmtree(path, ignore_errors=True)
+        if not _owner_alive(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -56,6 +86,7 @@ def atomic_output_dir(final, owned, what="output directory"):
     `owned(relpath)` says which files of an existing `final` this stage may replace.
     On an exception the partial directory is removed and `final` is left as it was.
     """
+    restore_interrupted_swap(final)
     refuse_foreign(final, owned, what)
     remove_stale_partials(final)
     partial = _partial_name(final)

@@ -235,7 +235,10 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, command, may_c
         raise UserError("no command given for stage %s" % stage)
     started_at = time.time()
     try:
-        status = subprocess.call(command, preexec_fn=_die_with_parent)
+        # close_fds=False: the command inherits the lock that wrapper/locking.py handed to this
+        # process (the only descriptor marked inheritable), so the lock lasts as long as the
+        # command itself, even if this process is killed first.
+        status = subprocess.call(command, close_fds=False, preexec_fn=_die_with_parent)
     except OSError as e:
         raise UserError("cannot run %s: %s" % (command[0], e.strerror or e))
     if status == 0:

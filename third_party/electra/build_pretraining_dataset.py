@@ -468,6 +468,16 @@ def remove_stale_aside_dirs(output_real):
   """Removes shard directories that killed runs of this builder left beside the output."""
   parent, base = os.path.split(output_real)
   pattern = re.compile(r"\.%s\.(partial|old)-(\d+)$" % re.escape(base))
+  if not os.path.lexists(output_real):
+    # Killed between its two renames, a run left the previous complete set as .old-PID:
+    # that set is the output directory as it was; put it back.
+    olds = [os.path.join(parent, name) for name in os.listdir(parent)
+            if pattern.match(name) and pattern.match(name).group(1) == "old" and
+            not _pid_alive(int(pattern.match(name).group(2))) and
+            os.path.isdir(os.path.join(parent, name)) and
+            _holds_only_shards(os.path.join(parent, name))]
+    if olds:
+      os.rename(max(olds, key=os.path.getmtime), output_real)
   for name in os.listdir(parent):
     match = pattern.match(name)
     path = os.path.join(parent, name)

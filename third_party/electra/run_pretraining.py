@@ -392,12 +392,54 @@ def session_config():
   return config
 
 
+# Files the trainer writes into the model dir (relative paths): what debug mode may remove.
+OWN_FILE_RE = re.compile(r"^(checkpoint|graph\.pbtxt|model\.ckpt-\d+.*|events\.out\.tfevents\..*|"
+                         r"eval[^/]*/events\.out\.tfevents\..*|results/unsup_results\.(txt|pkl).*)$")
+# What TF's Saver leaves when killed mid-save: a sharded save's temporary directory, or a
+# non-sharded save's temporary file. Never a complete checkpoint; nothing else uses them.
+PARTIAL_CHECKPOINT_RE = re.compile(r"^model\.ckpt-\d+(_temp_[0-9a-f]{32}|\..*\.tempstate\d+)/?$")
+
+
+def remove_own_files(model_dir):
+  """Debug mode's fresh start without the reference's rmtree: only the trainer's own files
+  go; a model dir holding anything else (a converted model, the user's notes) is refused."""
+  own, foreign = [], []
+  for root, _, files in tf.io.gfile.walk(model_dir):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, model_dir).replace(os.sep, "/")
+      (own if OWN_FILE_RE.match(rel) else foreign).append((rel, path))
+  if foreign:
+    raise UserError("debug mode starts %s afresh, but it holds files the trainer did not write "
+                    "(%s%s); move them away or use another --model-name"
+                    % (model_dir, foreign[0][0],
+                       " and %d more" % (len(foreign) - 1) if len(foreign) > 1 else ""))
+  for _, path in own:
+    tf.io.gfile.remove(path)
+  for root, _, _ in sorted(tf.io.gfile.walk(model_dir, topdown=False), reverse=True):
+    if root != model_dir and not tf.io.gfile.listdir(root):
+      tf.io.gfile.rmtree(root)
+
+
+def remove_partial_checkpoints(model_dir):
+  """Temporary files of a save that a kill interrupted (they would pile up, one per kill)."""
+  for name in tf.io.gfile.listdir(model_dir):
+    if PARTIAL_CHECKPOINT_RE.match(name):
+      path = os.path.join(model_dir, name.rstrip("/"))
+      if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+      else:
+        tf.io.gfile.remove(path)
+
+
 def train_or_eval(config):
   check_vocab(config)
   files = input_files(config)
   check_records(config, files)
   if config.debug and config.do_train and tf.io.gfile.exists(config.model_dir):
-    tf.io.gfile.rmtree(config.model_dir)  # the reference's debug mode starts afresh
+    remove_own_files(config.model_dir)  # the reference's debug mode starts afresh
+  if config.do_train and tf.io.gfile.exists(config.model_dir):
+    remove_partial_checkpoints(config.model_dir)
   if config.do_eval and tf.train.latest_checkpoint(config.model_dir) is None:
     raise UserError("no checkpoint in %s to evaluate; train first (do_train true)"
                     % config.model_dir)
