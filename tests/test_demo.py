@@ -4,7 +4,6 @@ stage records: a second run redoes nothing, and a run interrupted after a stage 
 the stage that did not finish.
 """
 import os
-import re
 
 from conftest import REPO, run
 

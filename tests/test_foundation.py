@@ -1,7 +1,6 @@
 """The ground the pipeline stands on: pins, environments, Docker image, make help."""
 import os
 import re
-import subprocess
 import sys
 
 import pytest

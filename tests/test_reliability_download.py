@@ -14,20 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import DEBIAN_REFERENCE_TXT, FORTUNES_SHARED, PY, run
-from test_reliability_support import Running, file_digest, one_error_line, tree_digest
+from conftest import PY, run
+from test_reliability_support import (Running, file_digest, one_error_line, spanish_parts,
+                                      tree_digest)
 
 MB = 1 << 20
-
-
-def spanish_text():
-    parts = []
-    for name in sorted(os.listdir(FORTUNES_SHARED)):
-        with open(os.path.join(FORTUNES_SHARED, name), "rb") as f:
-            parts.append(f.read())
-    with gzip.open(DEBIAN_REFERENCE_TXT, "rb") as f:
-        parts.append(f.read())
-    return b"".join(parts)
 
 
 class Server(object):
@@ -97,7 +88,7 @@ class Server(object):
 @pytest.fixture(scope="module")
 def payload():
     """About 4 MB of real Spanish text in a valid .gz (stored blocks: size is transfer time)."""
-    text = spanish_text()
+    text = b"".join(spanish_parts())
     data = gzip.compress(text * 2, compresslevel=0)
     assert len(data) > 3 * MB
     return data

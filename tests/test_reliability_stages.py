@@ -4,7 +4,6 @@ absent), never a partial one, and the stage is not recorded as done; the rerun c
 with exactly what an uninterrupted run writes.
 """
 import glob
-import gzip
 import json
 import os
 import random
@@ -14,28 +13,18 @@ import time
 
 import pytest
 
-from conftest import (DEBIAN_REFERENCE_TXT, FORTUNES_SHARED, PY, REPO, VOCAB_8K, run)
-from test_reliability_support import Running, file_matching, tree_digest
+from conftest import FORTUNES_SHARED, PY, REPO, VOCAB_8K, run
+from test_reliability_support import Running, file_matching, spanish_parts, tree_digest
 
 HPARAMS = {"do_train": True, "do_eval": False, "model_size": "small", "do_lower_case": False,
            "vocab_size": 8000, "max_seq_length": 64}
-
-
-def spanish_blob():
-    parts = []
-    for name in sorted(os.listdir(FORTUNES_SHARED)):
-        with open(os.path.join(FORTUNES_SHARED, name), "rb") as f:
-            parts.append(f.read())
-    with gzip.open(DEBIAN_REFERENCE_TXT, "rb") as f:
-        parts.append(f.read())
-    return parts
 
 
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory):
     """Two real Spanish corpora: A (about 4 MB) and B (about 10 MB, other order)."""
     d = tmp_path_factory.mktemp("texts")
-    parts = spanish_blob()
+    parts = spanish_parts()
     a, b = d / "a.txt", d / "b.txt"
     a.write_bytes(b"".join(parts) * 2)
     b.write_bytes(b"".join(reversed(parts)) * 5)

@@ -7,6 +7,7 @@ started (make, a shell, the builder's worker processes), as a preemption or Ctrl
 Its stdout and stderr go to files that the trigger functions read while it runs.
 """
 import glob
+import gzip
 import hashlib
 import os
 import random
@@ -14,10 +15,21 @@ import signal
 import subprocess
 import time
 
-from conftest import REPO
+from conftest import DEBIAN_REFERENCE_TXT, FORTUNES_SHARED, REPO
 
 DEFAULT_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1",
                "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def spanish_parts():
+    """Real Spanish text as bytes: each fortunes-es file, then the Debian Reference."""
+    parts = []
+    for name in sorted(os.listdir(FORTUNES_SHARED)):
+        with open(os.path.join(FORTUNES_SHARED, name), "rb") as f:
+            parts.append(f.read())
+    with gzip.open(DEBIAN_REFERENCE_TXT, "rb") as f:
+        parts.append(f.read())
+    return parts
 
 
 class Running(object):
