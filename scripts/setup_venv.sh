@@ -53,6 +53,11 @@ if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c "import sys; sys.exit(0 
 fi
 [ -x "$venv/bin/python" ] || { echo "creating $venv with $py"; "$py" -m venv "$venv"; }
 rm -f "$stamp"
+# pip first, at the lock's version: the one a new venv brings may not read every wheel's tags.
+pip_pin=$(grep -E '^pip==' "$lock" || true)
+if [ -n "$pip_pin" ]; then
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$pip_pin"
+fi
 echo "installing $lock into $venv (exact pins, no other packages)"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$lock"
 "$venv/bin/python" -m pip check
