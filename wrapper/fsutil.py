@@ -41,7 +41,8 @@ def _partial_name(final):
     return os.path.join(parent, ".%s.partial-%d" % (base, os.getpid()))
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Whether process `pid` exists (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,7 +55,7 @@ def _pid_alive(pid):
 def _owner_alive(path):
     """True when the PID in a `.NAME.partial-PID` / `.NAME.old-PID` name is another live run."""
     pid = path.rsplit("-", 1)[-1]
-    return pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
+    return pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))
 
 
 def restore_interrupted_swap(final):

@@ -31,6 +31,7 @@ import sys
 import time
 
 from wrapper import paths
+from wrapper.fsutil import pid_alive
 from wrapper.cli import UserError, run_main
 
 DATA_LOCK_NAME = "data.lock"
@@ -106,16 +107,6 @@ def describe_holder(fields, pid):
     return text
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True     # exists, owned by another user
-    return True
-
-
 def _live_holder_beside(path):
     """A live holder recorded in another lock file of the same directory.
 
@@ -132,7 +123,7 @@ def _live_holder_beside(path):
         if not name.endswith(".lock") or os.path.abspath(other) == os.path.abspath(path):
             continue
         pid, fields = read_holder(other)
-        if pid is not None and pid != os.getpid() and _alive(pid) and _is_locked(other):
+        if pid is not None and pid != os.getpid() and pid_alive(pid) and _is_locked(other):
             return pid, fields
     return None, {}
 
@@ -181,7 +172,7 @@ def acquire(path, what, shared=False, command=None, label=None, attempts=3):
                 os.close(fd)
                 raise
         pid, fields = read_holder(path)
-        if pid is not None and not _alive(pid):
+        if pid is not None and not pid_alive(pid):
             pid = None              # a stale line: the holder is someone without a record
         if pid is None:
             pid, fields = _live_holder_beside(path)
