@@ -27,7 +27,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILDER = os.path.join(REPO, "third_party", "electra", "build_pretraining_dataset.py")
-VOCAB = os.path.join(os.path.dirname(REPO), "shared", "conformance", "vocab-es-8k.txt")
+VOCAB = os.path.join(REPO, "tests", "conformance", "vocab-es-8k.txt")
 FORTUNES = "/usr/share/games/fortunes/es"
 DEBIAN_REFERENCE = "/usr/share/debian-reference/debian-reference.es.txt.gz"
 # google-research/electra's builder on this machine, 16.7 MB single file, tutorial's flags

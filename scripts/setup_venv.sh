@@ -44,7 +44,7 @@ else
   if [ -n "${PYTHON37:-}" ] && ! version_ok "$PYTHON37" "sys.version_info[:2] == (3, 7)"; then
     echo "setup: PYTHON37=$PYTHON37 is not a Python 3.7 interpreter" >&2; exit 1
   fi
-  py=$(find_python37) || { echo "setup: TensorFlow 1.15 needs Python 3.7 and none was found (tried \$PYTHON37, python3.7 on PATH, ~/.pyenv/versions/3.7.*). Install one with 'pyenv install 3.7.16' and rerun, pass PYTHON37=/path/to/python3.7, or use the Docker image (make docker-build)." >&2; exit 1; }
+  py=$(find_python37) || { echo "setup: TensorFlow 1.15 needs Python 3.7 and none was found (tried \$PYTHON37, python3.7 on PATH, ~/.pyenv/versions/3.7.*). Current Debian and Ubuntu ship none: install one with pyenv ('pyenv install 3.7.16') and rerun, pass PYTHON37=/path/to/python3.7, or use the container instead: 'make docker-build', then 'make docker-run TARGET=demo GPU=0' on a CPU-only host (GPU=1, the default, for an NVIDIA GPU)." >&2; exit 1; }
 fi
 
 # A venv made by another interpreter (or a half-made one) is rebuilt, not patched.
