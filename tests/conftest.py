@@ -1,7 +1,7 @@
 """Shared test fixtures: where the real Spanish text and the reference data live.
 
 Real text comes from Debian's fortunes-es and debian-reference-es (installed by .ci/run)
-and from the conformance folder's byte-exact copy of fortunes-es 1.36.
+and from the reference data's byte-exact copy of fortunes-es 1.36 (tests/conformance/).
 """
 import gzip
 import os
@@ -11,8 +11,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared")
-CONFORMANCE = os.path.join(SHARED, "conformance")
+CONFORMANCE = os.path.join(REPO, "tests", "conformance")   # google-research/electra's data
 ELECTRA_DIR = os.path.join(REPO, "third_party", "electra")
 PY = sys.executable                                   # .venv's Python 3.7 under make test
 PY_MODERN = os.path.join(REPO, ".venv-modern", "bin", "python")
@@ -36,6 +35,61 @@ def run(args, check=True, **kwargs):
     return proc
 
 
+MAKE = ["make", "--no-print-directory", "-C", REPO]
+
+
+def module(name, *args, **kw):
+    """Runs `python -m wrapper.NAME ARGS` with .venv's Python from the repository root."""
+    return run([PY, "-m", "wrapper." + name] + list(args), cwd=REPO, **kw)
+
+
+def read_parts(corpus_dir):
+    """(file names, texts) of a corpus directory, in name order."""
+    names = sorted(os.listdir(corpus_dir))
+    return names, [open(os.path.join(corpus_dir, n), encoding="utf-8").read() for n in names]
+
+
+def assert_one_line_error(proc, *words, program=None, status=None):
+    """A refused run: non-zero exit (`status` when given), no traceback, and exactly one
+    stderr line besides make's own, `PROGRAM: error: ...`, holding every one of `words`."""
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    if status is not None:
+        assert proc.returncode == status, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("make")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert ": error: " in lines[0], lines[0]
+    if program:
+        assert lines[0].startswith(program + ": error: "), lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+# Tests that need the internet beyond the package registries are marked
+# @pytest.mark.network(host=...) and skipped, saying so, when that host cannot be reached.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "network(host): needs the internet (HOST:443); "
+                                       "skipped when it cannot be reached")
+
+
+def reachable(host, port=443, timeout=5):
+    import socket
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("network")
+    if marker is not None:
+        host = marker.kwargs.get("host", "huggingface.co")
+        if not reachable(host):
+            pytest.skip("offline: %s:443 cannot be reached" % host)
+
+
 def need(path, how):
     if not os.path.exists(path):
         pytest.fail("missing %s: %s" % (path, how))
@@ -45,7 +99,7 @@ def need(path, how):
 @pytest.fixture(scope="session")
 def fortunes_dir():
     """The 24 fortunes-es 1.36 files of the reference data (byte for byte)."""
-    return need(FORTUNES_SHARED, "../shared/conformance is needed beside the project")
+    return need(FORTUNES_SHARED, "tests/conformance/corpus/fortunes is part of the repository")
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +113,13 @@ def debian_reference_lines():
     need(DEBIAN_REFERENCE_TXT, "apt-get install debian-reference-es (.ci/run does)")
     with gzip.open(DEBIAN_REFERENCE_TXT, "rt", encoding="utf-8") as f:
         return f.read().splitlines()
+
+
+@pytest.fixture(scope="session")
+def spanish_corpus(tmp_path_factory, debian_fortunes_dir, debian_reference_lines):
+    """(DATA_DIR, the corpus run) with the normalized Debian text (fortunes + Debian
+    Reference) in 2 files, made once."""
+    data = str(tmp_path_factory.mktemp("spanish") / "data")
+    proc = module("corpus", "--data-dir", data, "--corpus",
+                  debian_fortunes_dir + ":" + DEBIAN_REFERENCE_TXT, "--num-files", "2")
+    return data, proc

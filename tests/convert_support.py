@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from conftest import CONFORMANCE, PY, PY_MODERN, REPO, VOCAB_8K, run
+from conftest import CONFORMANCE, PY, PY_MODERN, REPO, VOCAB_8K, assert_one_line_error, run  # noqa: F401
 
 CONVERTER = os.path.join(CONFORMANCE, "converter")
 TINY_CKPT_DIR = os.path.join(CONVERTER, "tiny-ckpt")
@@ -69,15 +69,3 @@ def need_modern():
         pytest.fail("%s is missing: create it with `make setup-modern` (make test does)"
                     % PY_MODERN)
     return PY_MODERN
-
-
-def assert_one_line_error(proc, *fragments):
-    """A bad input: non-zero exit, exactly one line on stderr, no traceback."""
-    assert proc.returncode != 0, proc.stdout
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert ": error: " in lines[0], lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]

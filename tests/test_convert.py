@@ -11,11 +11,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import CONFORMANCE, PY, REPO, run
-from convert_support import (MODEL_NAME, TINY_CONFIGS, TINY_PREFIX,
-                             assert_one_line_error, expected, exported_tiny, hf_dir,
-                             make_data_dir, need_modern)
-from wrapper import convert, export, safetensors_format, tf_checkpoint
+from conftest import CONFORMANCE, PY, REPO, assert_one_line_error, run
+from convert_support import (MODEL_NAME, TINY_CONFIGS, TINY_PREFIX, expected, exported_tiny,
+                             hf_dir, make_data_dir, need_modern)
+from wrapper import convert, export, tf_checkpoint
 from wrapper.cli import UserError
 
 
@@ -90,7 +89,8 @@ def test_convert_cli_reproduces_reference_logits(tmp_path, network):
     proc = convert_cli(TINY_PREFIX, config_file(tmp_path, network),
                        str(out / "pytorch_model.bin"), network, check=True)
     assert "converted %s" % network in proc.stdout
-    assert sorted(os.listdir(str(out))) == ["config.json", "pytorch_model.bin"]
+    assert sorted(os.listdir(str(out))) == ["config.json", "model.safetensors",
+                                            "pytorch_model.bin"]
     with open(str(out / "config.json")) as f:
         config = json.load(f)
     assert config["architectures"] == [convert.MODEL_CLASS[network]]
@@ -271,11 +271,18 @@ def test_export_writes_complete_directories(tiny_run, network):
     assert_matches_reference(path, network)
 
 
+def read_safetensors(path):
+    """(tensors, metadata) with .venv's safetensors library."""
+    from safetensors import safe_open
+    with safe_open(path, framework="np") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
 def test_export_safetensors_equal_pytorch_weights(tiny_run):
     import torch
     for network in ("discriminator", "generator"):
         path = hf_dir(tiny_run, network)
-        tensors, metadata = safetensors_format.load(os.path.join(path, "model.safetensors"))
+        tensors, metadata = read_safetensors(os.path.join(path, "model.safetensors"))
         state = torch.load(os.path.join(path, "pytorch_model.bin"))
         assert metadata == {"format": "pt"}
         assert sorted(tensors) == sorted(state)
@@ -292,7 +299,7 @@ def test_export_safetensors_read_by_the_safetensors_library(tiny_run):
               "for k, v in t.items()}))")
     proc = run([python, "-c", script, path])
     theirs = json.loads(proc.stdout)
-    ours, _ = safetensors_format.load(path)
+    ours, _ = read_safetensors(path)   # safetensors 0.4.5, which wrote it
     assert sorted(theirs) == sorted(ours)
     for name, (shape, dtype, total) in theirs.items():
         assert shape == list(ours[name].shape) and dtype == "float32"
@@ -356,10 +363,9 @@ def test_model_card_reports_eval_metrics(tmp_path):
 def test_real_small_sizes_derived_and_mapped():
     """ELECTRA-small as the reference writes it (every variable name and shape): the
     configs follow from the hparams and the shapes, and the mapping places every tensor."""
-    from wrapper import paths
+    from wrapper.electra import configure_pretraining as cp
     with open(os.path.join(CONFORMANCE, "pretraining", "variables-small-vocab8000.json")) as f:
         shapes = {name: entry["shape"] for name, entry in json.load(f).items()}
-    cp = paths.import_electra_config()
     run_config = cp.PretrainingConfig("m", "/data", model_size="small", vocab_size=8000)
     configs = export.derive_hf_configs(run_config, shapes)
     sizes = {n: [c[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",

@@ -6,26 +6,22 @@ FullTokenizer and through transformers 2.8.0's ElectraTokenizer and ElectraToken
 current transformers' AutoTokenizer (.venv-modern), cased and lower-cased.
 """
 import gzip
-import importlib.util
 import json
 import os
 
 import pytest
 
-from conftest import CONFORMANCE, ELECTRA_DIR, FORTUNES_SHARED, VOCAB_8K, run
+from conftest import CONFORMANCE, FORTUNES_SHARED, VOCAB_8K, run
 from convert_support import TINY_CONFIGS, need_modern
 from wrapper import convert, hf_tokenizer
+from wrapper.electra import tokenization
 
 LOWER_CASE = {"cased": False, "uncased": True}
 CLS, SEP = 2, 3   # vocab-es-8k.txt
 
 
 def builder_tokenizer(do_lower_case):
-    spec = importlib.util.spec_from_file_location(
-        "electra_tokenization", os.path.join(ELECTRA_DIR, "tokenization.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FullTokenizer(VOCAB_8K, do_lower_case=do_lower_case, strip_accents=True)
+    return tokenization.FullTokenizer(VOCAB_8K, do_lower_case=do_lower_case, strip_accents=True)
 
 
 def make_model_dir(path, do_lower_case):

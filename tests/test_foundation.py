@@ -44,6 +44,7 @@ def test_venv_holds_exactly_the_lock():
     assert installed == read_pins(LOCK)
 
 
+@pytest.mark.network(host="pypi.org")   # pip resolves the lock against the package index
 def test_lock_is_closed_under_dependencies():
     """Resolving the lock WITH dependencies adds nothing: --no-deps installs lose nothing."""
     proc = run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
@@ -114,5 +115,40 @@ def test_setup_without_python37_says_how_out(tmp_path, case):
     if case == "not-3.7":
         assert "is not a Python 3.7 interpreter" in lines[0]
     else:
-        assert "pyenv" in lines[0] and "PYTHON37=" in lines[0] and "Docker" in lines[0]
+        assert "pyenv" in lines[0] and "PYTHON37=" in lines[0]
+        assert "make docker-run TARGET=demo GPU=0" in lines[0]   # the container, CPU-only host
     assert not (tmp_path / "venv").exists()
+
+
+# ---- docker/Dockerfile.ngc: NVIDIA's TF1 image for Ampere hosts (issue 10) -------------------
+
+NGC_DOCKERFILE = os.path.join(REPO, "docker", "Dockerfile.ngc")
+NGC_LOCK = os.path.join(REPO, "requirements-ngc.lock")
+# What nvcr.io/nvidia/tensorflow:23.03-tf1-py3 brings itself (NVIDIA's TF 1.15.5 build).
+NGC_IMAGE_STACK = {"absl-py", "astor", "gast", "google-pasta", "grpcio", "h5py",
+                   "keras-applications", "keras-preprocessing", "markdown", "markupsafe",
+                   "numpy", "opt-einsum", "protobuf", "six", "tensorboard",
+                   "tensorflow-estimator", "tensorflow-gpu", "termcolor", "werkzeug", "wrapt",
+                   "wheel"}
+
+
+def test_ngc_lock_is_the_lock_less_the_image_stack():
+    """Same pins as requirements.lock wherever the image does not bring its own."""
+    main = read_pins(LOCK)
+    assert read_pins(NGC_LOCK) == {k: v for k, v in main.items() if k not in NGC_IMAGE_STACK}
+
+
+def test_ngc_dockerfile_installs_its_lock_on_the_last_tf1_image():
+    text = open(NGC_DOCKERFILE).read()
+    assert re.findall(r"^FROM .*", text, re.M) == ["FROM nvcr.io/nvidia/tensorflow:23.03-tf1-py3"]
+    assert "python3 -m venv --system-site-packages .venv" in text   # sees NVIDIA's TF
+    installs = re.findall(r"pip install ([^&\\\n]*)", text)
+    assert installs[0].strip() == '--no-cache-dir "$(grep -E \'^pip==\' requirements-ngc.lock)"'
+    assert installs[1:] == ["--no-cache-dir --no-deps -r requirements-ngc.lock "], installs
+    assert "Hopper" in text and "not" in text   # says plainly: no TF1 on H100
+
+
+def test_ngc_dockerfile_hadolint_clean():
+    hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")
+    proc = run([hadolint, NGC_DOCKERFILE], check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout + proc.stderr

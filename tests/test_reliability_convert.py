@@ -1,7 +1,7 @@
 """Conversion SIGKILLed at seeded points: no half-written Hugging Face directory is ever left
 looking complete; the rerun (`make convert`) completes.
 
-The checkpoint is the reference's tiny one (../shared/conformance/converter), so no training
+The checkpoint is the reference's tiny one (tests/conformance/converter), so no training
 is needed here.
 """
 import json
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import CONFORMANCE, PY, REPO, VOCAB_8K, run
-from test_reliability_support import Running, file_matching
+from reliability_support import Running, file_matching
 
 TINY = os.path.join(CONFORMANCE, "converter")
 HF_FILES = {"config.json", "pytorch_model.bin", "vocab.txt"}
@@ -96,7 +96,8 @@ def test_lonepatient_convert_killed_leaves_output_absent_or_complete(tmp_path):
         proc.output()
     assert not out.exists()
     run(args, timeout=300)
-    assert sorted(os.listdir(str(out))) == ["config.json", "pytorch_model.bin"]
+    assert sorted(os.listdir(str(out))) == ["config.json", "model.safetensors",
+                                            "pytorch_model.bin"]
     import transformers
     transformers.ElectraForPreTraining.from_pretrained(str(out))
     assert not [n for n in os.listdir(str(tmp_path)) if ".partial-" in n]

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import PY, run
-from test_reliability_support import (Running, file_digest, one_error_line, spanish_parts,
+from reliability_support import (Running, file_digest, one_error_line, spanish_parts,
                                       tree_digest)
 
 MB = 1 << 20

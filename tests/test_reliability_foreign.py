@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from conftest import CONFORMANCE, FORTUNES_SHARED, PY, REPO, VOCAB_8K, run
-from test_reliability_support import one_error_line, tree_digest
+from reliability_support import one_error_line, tree_digest
 
 ELECTRA = os.path.join(REPO, "third_party", "electra")
 NOTE = "my notes, not the pipeline's\n"

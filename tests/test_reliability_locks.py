@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import PY, REPO, run
-from test_reliability_support import Running, one_error_line
+from reliability_support import Running, one_error_line
 
 LOCKING = [PY, "-m", "wrapper.locking"]
 

@@ -3,18 +3,21 @@ being written (seeded points), then run again, resumes from the latest complete 
 stops exactly at num_train_steps, leaves a checkpoint that restores, and its step record
 (progress lines and TensorBoard's view) is one continuous run.
 """
+import errno
 import glob
 import json
 import os
 import random
 import re
 import shutil
+import signal
+import subprocess
 import time
 
 import pytest
 
-from conftest import FORTUNES_SHARED, PY, REPO, VOCAB_8K, run
-from test_reliability_support import Running
+from conftest import FORTUNES_SHARED, PY, REPO, VOCAB_8K, assert_one_line_error, run
+from reliability_support import Running
 
 ELECTRA = os.path.join(REPO, "third_party", "electra")
 TOTAL_STEPS = 50
@@ -24,6 +27,7 @@ HPARAMS = {
     "vocab_size": 8000, "max_seq_length": 32, "train_batch_size": 8,
     "num_train_steps": TOTAL_STEPS, "num_warmup_steps": 5, "learning_rate": 0.001,
     "save_checkpoints_steps": SAVE_EVERY, "keep_checkpoint_max": 2, "embedding_size": 32,
+    "iterations_per_loop": 1,   # a progress line for every step: the kills aim at steps
     "model_hparam_overrides": {"hidden_size": 32, "num_hidden_layers": 1},
 }
 PROGRESS = re.compile(r"^(\d+)/(\d+) = [\d.]+%", re.M)
@@ -217,3 +221,163 @@ def test_pretrain_killed_between_steps_and_while_saving_resumes_as_one_run(data_
         assert len(shown) == len(set(shown)), "%s: a step shown twice: %s" % (tag, shown)
         assert shown == sorted(shown)
     assert [event.step for event in accumulator.Scalars("total_loss")] == expected
+
+
+# ---- the trainer's own lines: devices, progress, Ctrl-C, failed writes, full disk ----------
+
+TRAINER_LINE = re.compile(r"^(\d+)/(\d+) = [\d.]+%, SPS: [\d.]+, ELAP: [\d:]+, ETA: [\d:]+ "
+                          r"- loss: [\d.]+$", re.M)
+NO_DRIVER = not os.path.exists("/proc/driver/nvidia/version")
+
+
+def trainer(data_dir, model, **changes):
+    """run_pretraining.py's command line on the tiny hparams (with `changes`)."""
+    hparams = dict(HPARAMS, **changes)
+    return [PY, "run_pretraining.py", "--data-dir", str(data_dir), "--model-name", model,
+            "--hparams", json.dumps(hparams)]
+
+
+def lines_of(text):
+    return [l for l in text.splitlines() if l.strip()]
+
+
+@pytest.mark.skipif(not NO_DRIVER, reason="this machine has an NVIDIA driver")
+@pytest.mark.parametrize("visible,cause", [
+    (None, "no NVIDIA driver (/proc/driver/nvidia/version does not exist"),
+    ("", "CUDA_VISIBLE_DEVICES='' hides every GPU"),
+])
+def test_require_gpu_without_gpu_is_one_line_before_training(data_dir, visible, cause):
+    env = {"REQUIRE_GPU": "1"}
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    proc = run(trainer(data_dir, "gpu-only"), check=False, cwd=ELECTRA, env=env)
+    line = assert_one_line_error(proc, "REQUIRE_GPU=1 but no GPU visible", cause,
+                                 "unset REQUIRE_GPU", program="run_pretraining.py", status=2)
+    assert "cuInit" not in proc.stderr, line
+    assert not os.path.exists(os.path.join(str(data_dir), "models", "gpu-only"))
+
+
+@pytest.mark.skipif(not NO_DRIVER, reason="this machine has an NVIDIA driver")
+def test_cpu_run_says_where_it_trains_and_logs_every_iterations_per_loop(data_dir):
+    # What TensorFlow itself prints here at the default log level: the line to hide.
+    probe = run([PY, "-c", "import tensorflow as tf; "
+                 "tf.config.experimental.list_physical_devices('GPU')"],
+                env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert "failed call to cuInit" in probe.stderr, probe.stderr[-2000:]
+
+    proc = run(trainer(data_dir, "log", num_train_steps=23, iterations_per_loop=10),
+               cwd=ELECTRA, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert "cuInit" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert re.search(r"^no GPU visible: training on the CPU: no NVIDIA driver", proc.stdout,
+                     re.M), proc.stdout[:2000]
+    steps = [int(m.group(1)) for m in TRAINER_LINE.finditer(proc.stdout)]
+    # The first step of the run, every 10th, the last; a line per minute more only when
+    # steps are slow (a loaded machine).
+    assert {1, 10, 20, 23} <= set(steps) and steps == sorted(steps), proc.stdout[-2000:]
+    assert len(steps) <= 6, steps
+    assert all(int(m.group(2)) == 23 for m in TRAINER_LINE.finditer(proc.stdout))
+
+
+def test_ctrl_c_during_training_is_one_line_saying_where_to_resume(data_dir, tmp_path):
+    model_dir = os.path.join(str(data_dir), "models", "ctrl-c")
+    running = Running(trainer(data_dir, "ctrl-c", num_train_steps=500), str(tmp_path), "run",
+                      cwd=ELECTRA)
+    # SIGINT is what the terminal sends on Ctrl-C; after the checkpoint of step 10.
+    seen = lambda: any(s >= SAVE_EVERY + 2 for s in progress_steps_any(running.stdout()))
+    deadline = time.time() + 600
+    while not seen():
+        assert running.proc.poll() is None and time.time() < deadline, running.output()
+        time.sleep(0.05)
+    running.proc.send_signal(signal.SIGINT)
+    assert running.proc.wait(120) == 130, running.output()
+    err = lines_of(running.stderr())
+    assert len(err) == 1 and "Traceback" not in running.stderr(), running.stderr()
+    last = progress_steps_any(running.stdout())[-1]
+    assert re.match(r"run_pretraining.py: interrupted \(Ctrl-C\) at step %d of 500; the latest "
+                    r"checkpoint is %s/model\.ckpt-(\d+) \(step \1\): run the same command again "
+                    r"\(make pretrain\) to resume from it$" % (last, re.escape(model_dir)),
+                    err[0]), err[0]
+    assert int(re.search(r"ckpt-(\d+)", err[0]).group(1)) == checkpoint_step(model_dir) >= 10
+
+
+def progress_steps_any(text):
+    return [int(m.group(1)) for m in PROGRESS.finditer(text)]
+
+
+def test_failed_write_of_graph_pbtxt_stops_training_at_once(data_dir):
+    # A directory where graph.pbtxt goes: its write (rename into place) fails.
+    model_dir = os.path.join(str(data_dir), "models", "no-graph")
+    os.makedirs(os.path.join(model_dir, "graph.pbtxt"))
+    proc = run(trainer(data_dir, "no-graph", num_train_steps=500, save_checkpoints_steps=1000),
+               check=False, cwd=ELECTRA)
+    line = assert_one_line_error(proc, "cannot write %s/graph.pbtxt: " % model_dir,
+                                 "Is a directory", "training stopped at step ",
+                                 "model.ckpt-0 (step 0)", program="run_pretraining.py", status=1)
+    # graph.pbtxt is written while the first steps run; training stops at the end of the
+    # step in which the write failed (before: at the next checkpoint, 1000 steps on).
+    stopped = int(re.search(r"stopped at step (\d+) of 500", line).group(1))
+    assert stopped < 100 and progress_steps_any(proc.stdout)[-1] == stopped, proc.stdout
+    assert checkpoint_step(model_dir) == 0
+    assert not glob.glob(os.path.join(model_dir, "graph.pbtxt.tmp*"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MB tmpfs (a real file system that fills up); skipped where mounting is refused."""
+    mount_point = str(tmp_path / "disk")
+    os.makedirs(mount_point)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mount_point],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): %s" % proc.stdout.strip())
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", mount_point])
+
+
+def fill_up(mount_point, leave):
+    """Writes a file taking all free space of the file system but `leave` bytes (or all of
+    it, when the trainer writes meanwhile), as another program filling the disk would."""
+    stat = os.statvfs(mount_point)
+    size = stat.f_bavail * stat.f_frsize - leave
+    chunk = b"\0" * (1 << 20)
+    try:
+        with open(os.path.join(mount_point, "filler"), "wb") as f:
+            while size > 0:
+                f.write(chunk[:min(size, len(chunk))])
+                size -= len(chunk)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+
+
+def test_disk_full_during_training_is_one_line_naming_the_directory(data_dir, small_disk,
+                                                                      tmp_path):
+    # DATA_DIR on the small disk: the TFRecords and vocab are linked from the module's.
+    disk_data = os.path.join(small_disk, "data")
+    os.makedirs(disk_data)
+    for name in ("vocab.txt", "pretrain_tfrecords"):
+        os.symlink(os.path.join(str(data_dir), name), os.path.join(disk_data, name))
+    model_dir = os.path.join(disk_data, "models", "full")
+    running = Running(trainer(disk_data, "full", num_train_steps=500), str(tmp_path), "run",
+                      cwd=ELECTRA, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+    deadline = time.time() + 600
+    while not any(s >= 2 for s in progress_steps_any(running.stdout())):
+        assert running.proc.poll() is None and time.time() < deadline, running.output()
+        time.sleep(0.05)
+    fill_up(small_disk, leave=64 * 1024)   # then the checkpoint of step 10 does not fit
+    assert running.proc.wait(600) == 1, running.output()
+    err = lines_of(running.stderr())
+    assert len(err) == 1 and "Traceback" not in running.stderr(), running.stderr()
+    assert re.match(r"run_pretraining.py: error: no space left on the device in %s "
+                    r"\([\d.]+ MB free of [\d.]+ MB; a checkpoint of this model needs about "
+                    r"[\d.]+ MB\); free some space there; training stopped at step \d+ of "
+                    r"500; the latest checkpoint is %s/model\.ckpt-0 \(step 0\): run the same "
+                    r"command again \(make pretrain\) to resume from it$"
+                    % (re.escape(model_dir), re.escape(model_dir)), err[0]), err[0]
+    assert "TFRecords" not in err[0] and "vocab" not in err[0]
+    left = [n for n in os.listdir(model_dir) if "tmp" in n or "_temp" in n]
+    assert not left, "temporary files left behind: %s" % left
+    assert checkpoint_step(model_dir) == 0
+    assert_checkpoint_readable(model_dir, 0)

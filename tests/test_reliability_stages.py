@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import FORTUNES_SHARED, PY, REPO, VOCAB_8K, run
-from test_reliability_support import Running, file_matching, spanish_parts, tree_digest
+from reliability_support import Running, file_matching, spanish_parts, tree_digest
 
 HPARAMS = {"do_train": True, "do_eval": False, "model_size": "small", "do_lower_case": False,
            "vocab_size": 8000, "max_seq_length": 64}

@@ -4,15 +4,15 @@ import glob
 import gzip
 import json
 import os
-import sys
 
 import pytest
 
-from conftest import CONFORMANCE, ELECTRA_DIR, VOCAB_8K
+from conftest import CONFORMANCE, VOCAB_8K
 
-sys.path.insert(0, ELECTRA_DIR)
-import fast_tokenization  # noqa: E402
-import tokenization  # noqa: E402
+from wrapper import electra
+from wrapper.electra import tokenization
+
+fast_tokenization = electra.load("fast_tokenization")
 
 REFERENCE_IDS = os.path.join(CONFORMANCE, "tokenizer", "fortunes-cased.jsonl.gz")
 CONFIGS = {                       # name: (do_lower_case, strip_accents)

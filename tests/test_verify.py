@@ -1,60 +1,67 @@
 """make verify: our TF graph against the converted models, in both environments.
 
 Runs on the reference tiny checkpoint as a run of our layout (convert_support), exported by
-`python -m wrapper.export`; the TF side is third_party/electra's inference graph.
+`python -m wrapper.export`; the TF side is third_party/electra's inference graph, run by
+`python -m wrapper.tf_reference`, and `python -m wrapper.verify` compares in each venv.
 """
 import json
 import os
 import re
 import shutil
 
-from conftest import PY, REPO, run
-from convert_support import (MODEL_NAME, assert_one_line_error, exported_tiny, hf_dir,
-                             make_data_dir, need_modern)
+from conftest import PY, REPO, assert_one_line_error, run
+from convert_support import MODEL_NAME, exported_tiny, hf_dir, make_data_dir, need_modern
 
 import pytest
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    return exported_tiny(tmp_path_factory)
+    """The exported tiny run with its TF logits computed by wrapper.tf_reference."""
+    root = exported_tiny(tmp_path_factory)
+    proc = run([PY, "-m", "wrapper.tf_reference", "--data-dir", root,
+                "--model-name", MODEL_NAME], cwd=REPO)
+    assert "tf_reference: %s" % os.path.join(root, "models", MODEL_NAME, "verify",
+                                             "tf-reference.npz") in proc.stdout
+    return root
 
 
 def differences(output):
     return [float(x) for x in re.findall(r"max \|logit difference\| ([0-9.e+-]+)", output)]
 
 
-def test_verify_passes_in_both_environments(tiny_run):
-    need_modern()
-    proc = run([PY, "-m", "wrapper.verify", "--data-dir", tiny_run, "--model-name", MODEL_NAME],
-               cwd=REPO)
-    out = proc.stdout
+def verify(python, data_dir, check=True):
+    return run([python, "-m", "wrapper.verify", "--data-dir", data_dir,
+                "--model-name", MODEL_NAME], check=check, cwd=REPO)
+
+
+def test_verify_with_transformers_2_8_0(tiny_run):
+    out = verify(PY, tiny_run).stdout
     assert "FAIL" not in out
-    assert "verify: PASS (transformers 2.8.0 and current)" in out
+    assert "verify: PASS (transformers 2.8.0)" in out
     assert "2.8.0 discriminator: max |logit difference|" in out
     assert "2.8.0 generator: argmax equal" in out
+    assert "ElectraTokenizerFast(discriminator): same ids as the builder" in out
+    assert out.count("config.json agrees with the TF graph as built") == 2
+    # 2.8.0's generator (eps 1e-5) is the one allowed to differ by more than 1e-4.
+    small = [d for d in differences(out) if d < 1e-4]
+    assert len(small) == len(differences(out)) - 1 == 2
+
+
+def test_verify_with_current_transformers(tiny_run):
+    out = verify(need_modern(), tiny_run).stdout
+    assert "verify: PASS" in out and "FAIL" not in out
     for weights in ("model.safetensors", "pytorch_model.bin"):
         for network in ("discriminator", "generator"):
             assert "%s from %s: every parameter loaded" % (network, weights) in out
-    assert "ElectraTokenizerFast(discriminator): same ids as the builder" in out
     assert "AutoTokenizer(generator): same ids as the builder" in out
-    assert out.count("config.json agrees with the run's hparams and checkpoint") == 4
-    # 2.8.0's generator (eps 1e-5) is the one allowed to differ by more than 1e-4.
-    small = [d for d in differences(out) if d < 1e-4]
-    assert len(small) == len(differences(out)) - 1 == 6
-
-
-def test_verify_run_with_current_transformers(tiny_run):
-    python = need_modern()
-    proc = run([python, "-m", "wrapper.verify", "--data-dir", tiny_run,
-                "--model-name", MODEL_NAME], cwd=REPO)
-    assert "TF logits computed by .venv" in proc.stdout
-    assert "verify: PASS" in proc.stdout and "FAIL" not in proc.stdout
-    assert all(d < 1e-4 for d in differences(proc.stdout))
+    assert out.count("config.json agrees with the TF graph as built") == 2
+    assert len(differences(out)) == 4 and all(d < 1e-4 for d in differences(out))
 
 
 def test_verify_catches_a_wrong_conversion(tiny_run, tmp_path):
-    """Shapes cannot show the number of attention heads; a wrong one must not pass."""
+    """Shapes cannot show the number of attention heads; a wrong one must not pass: the
+    graph's own attention says how many it was built with."""
     root = str(tmp_path / "data")
     shutil.copytree(tiny_run, root)
     config_path = os.path.join(hf_dir(root, "discriminator"), "config.json")
@@ -63,10 +70,9 @@ def test_verify_catches_a_wrong_conversion(tiny_run, tmp_path):
     config["num_attention_heads"] = 2
     with open(config_path, "w") as f:
         json.dump(config, f)
-    proc = run([PY, "-m", "wrapper.verify", "--data-dir", root, "--model-name", MODEL_NAME,
-                "--skip-modern"], check=False, cwd=REPO)
-    assert "FAIL discriminator config.json agrees with the run's hparams" in proc.stdout
-    assert "num_attention_heads is 2, the run says 1" in proc.stdout
+    proc = verify(PY, root, check=False)
+    assert "FAIL discriminator config.json agrees with the TF graph as built" in proc.stdout
+    assert "num_attention_heads is 2, the graph says 1" in proc.stdout
     # and the logits show it too (this checkpoint is trained enough for heads to matter)
     assert "FAIL transformers 2.8.0 discriminator: max |logit difference|" in proc.stdout
     assert_one_line_error(proc, "2 check(s) failed", "discriminator")
@@ -74,6 +80,13 @@ def test_verify_catches_a_wrong_conversion(tiny_run, tmp_path):
 
 def test_verify_before_convert_says_so(tmp_path):
     root = make_data_dir(str(tmp_path / "data"))
-    proc = run([PY, "-m", "wrapper.verify", "--data-dir", root, "--model-name", MODEL_NAME],
-               check=False, cwd=REPO)
+    run([PY, "-m", "wrapper.tf_reference", "--data-dir", root, "--model-name", MODEL_NAME],
+        cwd=REPO)
+    proc = verify(PY, root, check=False)
     assert_one_line_error(proc, "convert first", "hf/discriminator")
+
+
+def test_verify_without_tf_logits_says_which_command_computes_them(tmp_path):
+    root = make_data_dir(str(tmp_path / "data"))
+    proc = verify(PY, root, check=False)
+    assert_one_line_error(proc, "tf-reference.npz is missing", "python -m wrapper.tf_reference")

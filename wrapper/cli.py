@@ -3,12 +3,32 @@
 Bad input is reported as one line on stderr, `<program>: error: <what and how to fix>`,
 with exit status 2 and no traceback (DEVELOPERS.md).
 """
+import argparse
 import os
 import sys
 
 
 class UserError(Exception):
     """A problem with the user's input or environment; the message says how to fix it."""
+
+
+def model_parser(prog, description):
+    """The command line of a step on one trained model: --data-dir D --model-name N."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--model-name", required=True)
+    return parser
+
+
+def positive_int(text, name):
+    """A command-line count such as TRAIN_SIZE=1000 (no sign, no fraction), or UserError."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = 0
+    if value <= 0 or str(text).strip().startswith("+"):
+        raise UserError("%s must be a positive integer, got %r" % (name, text))
+    return value
 
 
 def fail(program, message, status=2):

@@ -10,7 +10,6 @@ with config.json, pytorch_model.bin, model.safetensors, the tokenizer files (voc
 tokenizer_config.json with the run's lower-case/accent settings, special_tokens_map.json) and
 a model card README.md. Each directory is complete or absent.
 """
-import argparse
 import collections
 import datetime
 import json
@@ -19,7 +18,8 @@ import re
 import shutil
 
 from wrapper import convert, fsutil, hf_tokenizer, paths, tf_checkpoint
-from wrapper.cli import UserError, run_main
+from wrapper.cli import UserError, model_parser, run_main
+from wrapper.electra import configure_pretraining
 
 OUTPUT_FILES = (convert.CONFIG_NAME, convert.WEIGHTS_NAME, convert.SAFETENSORS_NAME,
                 "README.md") + hf_tokenizer.TOKENIZER_FILES
@@ -28,19 +28,19 @@ OUTPUT_FILES = (convert.CONFIG_NAME, convert.WEIGHTS_NAME, convert.SAFETENSORS_N
 # ---- the run's configuration -----------------------------------------------------------
 
 def load_run_config(data_dir, model_name):
-    """(PretrainingConfig, the hparams as given, their source) of a run."""
-    cp = paths.import_electra_config()
+    """(the run's resolved PretrainingConfig, its hparams as given, their source)."""
     source = paths.hparams_file(data_dir)
     if os.path.isfile(source):
         try:
-            hparams = cp.load_hparams(source)
-            config = cp.PretrainingConfig(model_name, data_dir, **hparams)
-        except cp.HparamError as e:
+            hparams = configure_pretraining.load_hparams(source)
+            run_config = configure_pretraining.PretrainingConfig(model_name, data_dir,
+                                                                 **hparams)
+        except configure_pretraining.HparamError as e:
             raise UserError("%s: %s" % (source, e))
     else:
         hparams, source = {}, None
-        config = cp.PretrainingConfig(model_name, data_dir)
-    return config, hparams, source
+        run_config = configure_pretraining.PretrainingConfig(model_name, data_dir)
+    return run_config, hparams, source
 
 
 def _layers(shapes, scope):
@@ -56,89 +56,77 @@ def _contradiction(what, from_hparams, from_checkpoint, source):
                        from_checkpoint, source or "DATA_DIR/hparams.json"))
 
 
-def derive_hf_configs(config, shapes, pad_token_id=0, source=None):
-    """{network: Hugging Face config dict} for the networks the checkpoint holds.
+EMBEDDINGS = ("electra/embeddings/word_embeddings", "electra/embeddings/position_embeddings",
+              "electra/embeddings/token_type_embeddings")
 
-    Sizes come from the checkpoint's shapes; what shapes cannot show (attention heads,
-    activation) from the hparams, resolved as the trainer does. Where both say something
-    they must agree.
-    """
-    cp = paths.import_electra_config()
-    overrides = dict(config.model_hparam_overrides)
-    need = ["electra/embeddings/word_embeddings", "electra/embeddings/position_embeddings",
-            "electra/embeddings/token_type_embeddings"]
-    for name in need:
+
+def checkpoint_sizes(shapes, scope):
+    """The sizes a network of the checkpoint was built with, read from its variable shapes
+    (the number of attention heads shows in no shape)."""
+    query = scope + "encoder/layer_0/attention/self/query/kernel"
+    ffn = scope + "encoder/layer_0/intermediate/dense/kernel"
+    for name in EMBEDDINGS + (query, ffn):
         if name not in shapes:
             raise UserError("the checkpoint has no %s; is it an ELECTRA pretraining checkpoint?"
                             % name)
-    vocab_size, embedding_size = shapes[need[0]]
-    hidden, layers = cp.MODEL_SIZES[config.model_size]
-    hidden = overrides.get("hidden_size", hidden)
-    layers = overrides.get("num_hidden_layers", layers)
-    heads = overrides.get("num_attention_heads", max(1, hidden // 64))
-    intermediate = overrides.get("intermediate_size", 4 * hidden)
-    if config.debug:   # the trainer's debug model, whatever the overrides say
-        hidden, layers, intermediate, heads = 144, 3, 576, 4
-    want_vocab = overrides.get("vocab_size", config.vocab_size)
-    if want_vocab != vocab_size:
-        _contradiction("vocab_size", want_vocab, vocab_size, source)
-    want_embedding = config.embedding_size if config.embedding_size is not None else hidden
-    if want_embedding != embedding_size:
-        _contradiction("embedding_size", want_embedding, embedding_size, source)
-    common = collections.OrderedDict([
-        ("vocab_size", vocab_size),
-        ("embedding_size", embedding_size),
-        ("hidden_act", overrides.get("hidden_act", "gelu")),
-        ("hidden_dropout_prob", overrides.get("hidden_dropout_prob", 0.1)),
-        ("attention_probs_dropout_prob", overrides.get("attention_probs_dropout_prob", 0.1)),
-        ("max_position_embeddings", shapes[need[1]][0]),
-        ("type_vocab_size", shapes[need[2]][0]),
-        ("initializer_range", overrides.get("initializer_range", 0.02)),
-        ("layer_norm_eps", 1e-12),
-        ("pad_token_id", pad_token_id),
+    vocab_size, embedding_size = shapes[EMBEDDINGS[0]]
+    return collections.OrderedDict([
+        ("vocab_size", vocab_size), ("embedding_size", embedding_size),
+        ("hidden_size", shapes[query][1]), ("num_hidden_layers", _layers(shapes, scope)),
+        ("intermediate_size", shapes[ffn][1]),
+        ("max_position_embeddings", shapes[EMBEDDINGS[1]][0]),
+        ("type_vocab_size", shapes[EMBEDDINGS[2]][0]),
     ])
 
-    def network_config(scope, hidden_want, layers_want, intermediate_want, heads, label):
-        query = scope + "encoder/layer_0/attention/self/query/kernel"
-        ffn = scope + "encoder/layer_0/intermediate/dense/kernel"
-        if query not in shapes or ffn not in shapes:
-            raise UserError("the checkpoint has no %s; is it an ELECTRA pretraining checkpoint?"
-                            % query)
-        got_hidden, got_layers = shapes[query][1], _layers(shapes, scope)
-        got_intermediate = shapes[ffn][1]
-        for what, want, got in (("hidden_size", hidden_want, got_hidden),
-                                ("num_hidden_layers", layers_want, got_layers),
-                                ("intermediate_size", intermediate_want, got_intermediate)):
-            if want != got:
-                _contradiction("the %s's %s" % (label, what), want, got, source)
-        if got_hidden % heads:
-            raise UserError("the %s's hidden size %d is not a multiple of its %d attention "
-                            "heads (num_attention_heads in %s)"
-                            % (label, got_hidden, heads, source or "the hparams"))
-        out = collections.OrderedDict(common)
-        out.update(hidden_size=got_hidden, num_hidden_layers=got_layers,
-                   num_attention_heads=heads, intermediate_size=got_intermediate)
-        return collections.OrderedDict((k, out[k]) for k in convert.HF_CONFIG_KEYS)
 
-    names = list(shapes)
-    configs = collections.OrderedDict()
+def network_scopes(names):
+    """{network: variable scope of its transformer} for the networks the checkpoint holds."""
+    scopes = collections.OrderedDict()
     if convert.has_network(names, "discriminator"):
-        configs["discriminator"] = network_config(convert.DISCRIMINATOR_SCOPE, hidden, layers,
-                                                  intermediate, heads, "discriminator")
+        scopes["discriminator"] = convert.DISCRIMINATOR_SCOPE
     if convert.has_network(names, "generator"):
-        body = convert.generator_body_scope(names)
-        if body == convert.DISCRIMINATOR_SCOPE:   # untied_generator false: one shared network
-            configs["generator"] = network_config(body, hidden, layers, intermediate, heads,
-                                                  "generator")
-        else:
-            gen_hidden = int(round(hidden * config.generator_hidden_size))
-            configs["generator"] = network_config(
-                body, gen_hidden, int(round(layers * config.generator_layers)),
-                4 * gen_hidden, max(1, gen_hidden // 64), "generator")
-    if not configs:
+        scopes["generator"] = convert.generator_body_scope(names)
+    if not scopes:
         raise UserError("the checkpoint holds neither discriminator_predictions/ nor "
                         "generator_predictions/; is it an ELECTRA pretraining checkpoint?")
-    return configs
+    return scopes
+
+
+def derive_hf_configs(run_config, shapes, pad_token_id=0, source=None):
+    """{network: Hugging Face config dict} for the networks the checkpoint holds.
+
+    Sizes come from the checkpoint's shapes; what shapes cannot show (attention heads,
+    activation) from the hparams, resolved as the trainer does
+    (configure_pretraining.network_sizes). Where both say something they must agree.
+    """
+    overrides = run_config.model_hparam_overrides
+    want_sizes = configure_pretraining.network_sizes(run_config)
+    hf_configs = collections.OrderedDict()
+    for network, scope in network_scopes(list(shapes)).items():
+        # untied_generator false: the generator is the discriminator's own transformer.
+        want = want_sizes["discriminator" if scope == convert.DISCRIMINATOR_SCOPE else network]
+        got = checkpoint_sizes(shapes, scope)
+        for key, value in (("vocab_size", want["vocab_size"]),
+                           ("embedding_size", want_sizes["embedding_size"])):
+            if value != got[key]:
+                _contradiction(key, value, got[key], source)
+        for key in ("hidden_size", "num_hidden_layers", "intermediate_size"):
+            if want[key] != got[key]:
+                _contradiction("the %s's %s" % (network, key), want[key], got[key], source)
+        hf_config = collections.OrderedDict(got)
+        hf_config.update([
+            ("num_attention_heads", want["num_attention_heads"]),
+            ("hidden_act", overrides.get("hidden_act", "gelu")),
+            ("hidden_dropout_prob", overrides.get("hidden_dropout_prob", 0.1)),
+            ("attention_probs_dropout_prob",
+             overrides.get("attention_probs_dropout_prob", 0.1)),
+            ("initializer_range", overrides.get("initializer_range", 0.02)),
+            ("layer_norm_eps", 1e-12),
+            ("pad_token_id", pad_token_id),
+        ])
+        hf_configs[network] = collections.OrderedDict(
+            (k, hf_config[k]) for k in convert.HF_CONFIG_KEYS)
+    return hf_configs
 
 
 # ---- model card ------------------------------------------------------------------------
@@ -244,19 +232,20 @@ def export(data_dir, model_name, log=print):
                         % vocab_path)
     vocab = hf_tokenizer.read_vocab(vocab_path)
     shapes = tf_checkpoint.read_shapes(prefix)
-    configs = derive_hf_configs(run_config, shapes, vocab["[PAD]"], source)
+    hf_configs = derive_hf_configs(run_config, shapes, vocab["[PAD]"], source)
     vocab_lines = max(vocab.values()) + 1
-    if vocab_lines != configs[next(iter(configs))]["vocab_size"]:
+    embedding_rows = next(iter(hf_configs.values()))["vocab_size"]
+    if vocab_lines != embedding_rows:
         raise UserError("%s has %d lines but the checkpoint's embedding table has %d rows; "
                         "is it the vocab the model was trained with?"
-                        % (vocab_path, vocab_lines, configs[next(iter(configs))]["vocab_size"]))
-    for network in configs:   # refuse before the slow part, and before writing anything
+                        % (vocab_path, vocab_lines, embedding_rows))
+    for network in hf_configs:   # refuse before the slow part, and before writing anything
         fsutil.refuse_foreign(paths.hf_dir(data_dir, model_name, network),
                               lambda rel: rel in OUTPUT_FILES, "Hugging Face directory")
     step = tf_checkpoint.global_step(prefix)
     do_lower_case = run_config.do_lower_case
     written = []
-    for network, hf_config in configs.items():
+    for network, hf_config in hf_configs.items():
         out = paths.hf_dir(data_dir, model_name, network)
         model, arrays = convert.convert(prefix, hf_config, network,
                                         what="the hparams and checkpoint shapes")
@@ -273,7 +262,7 @@ def export(data_dir, model_name, log=print):
         log("%s: %s, %d tensors, hidden %d x %d layers -> %s"
             % (network, os.path.basename(prefix), len(arrays), hf_config["hidden_size"],
                hf_config["num_hidden_layers"], out))
-    if "generator" not in configs:
+    if "generator" not in hf_configs:
         log("no generator in %s (trained without one): only the discriminator was written"
             % prefix)
         stale = paths.hf_dir(data_dir, model_name, "generator")
@@ -285,18 +274,11 @@ def export(data_dir, model_name, log=print):
     return written
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m wrapper.export",
-        description="Convert the latest checkpoint of DATA_DIR/models/NAME into Hugging Face "
-                    "discriminator and generator directories under DATA_DIR/models/NAME/hf.")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--model-name", required=True)
-    return parser.parse_args(argv)
-
-
 def main(argv=None):
-    args = parse_args(argv)
+    args = model_parser(
+        "python -m wrapper.export",
+        "Convert the latest checkpoint of DATA_DIR/models/NAME into Hugging Face "
+        "discriminator and generator directories under DATA_DIR/models/NAME/hf.").parse_args(argv)
     export(args.data_dir, args.model_name)
     return 0
 

@@ -20,28 +20,19 @@ import os
 import shutil
 
 from wrapper.cli import UserError
+from wrapper.electra import tokenization
+from wrapper.vocab import read_tokens
 
-SPECIAL_TOKENS = collections.OrderedDict([
-    ("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"),
-    ("cls_token", "[CLS]"), ("mask_token", "[MASK]"),
-])
+# special_tokens_map.json: each of the builder's special tokens under its role's name.
+SPECIAL_TOKENS = collections.OrderedDict(
+    (token.strip("[]").lower() + "_token", token) for token in tokenization.SPECIAL_TOKENS)
 TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def read_vocab(path):
     """token -> id (line number), as the builder reads it; checks the special tokens."""
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().split(b"\n")   # "\n" only, as the builder splits lines
-        if lines and not lines[-1]:
-            lines.pop()
-        tokens = [line.decode("utf-8").strip() for line in lines]
-    except (IOError, OSError) as e:
-        raise UserError("cannot read vocab %s: %s" % (path, e.strerror or e))
-    except UnicodeDecodeError as e:
-        raise UserError("vocab %s is not UTF-8 (%s)" % (path, e))
     vocab = collections.OrderedDict()
-    for index, token in enumerate(tokens):
+    for index, token in enumerate(read_tokens(path)):
         vocab[token] = index
     missing = [t for t in SPECIAL_TOKENS.values() if t not in vocab]
     if missing:

@@ -6,20 +6,22 @@
 Presets are hparams/NAME.json (keys starting with "_" are notes for the reader and are
 dropped). HPARAMS_OVERRIDES is a JSON object merged over the preset; a
 `model_hparam_overrides` object is merged key by key. vocab_size is the number of lines of
-DATA_DIR/vocab.txt. Every value is checked by the trainer's own configure_pretraining (one
-source of truth), then resolved into a full PretrainingConfig, before anything is written.
+DATA_DIR/vocab.txt (counted by the builder's own reader). Every value is checked by the
+trainer's own configure_pretraining: types here, key by key, naming the preset or the
+overrides; then resolution into a full PretrainingConfig, whose validate() checks ranges and
+sizes exactly as the trainer does, before anything is written.
 """
 import argparse
 import json
 import os
+import sys
 
 from wrapper import paths, stages
-from wrapper.cli import UserError, run_main
+from wrapper.cli import UserError, positive_int, run_main
+from wrapper.electra import configure_pretraining
+from wrapper.vocab import read_tokens
 
 NOTE_PREFIX = "_"
-POSITIVE_INT_KEYS = ("num_train_steps", "train_batch_size", "max_seq_length",
-                     "save_checkpoints_steps", "iterations_per_loop", "eval_batch_size",
-                     "num_eval_steps", "keep_checkpoint_max")
 
 
 def preset_names():
@@ -42,28 +44,23 @@ def preset_path(preset):
 
 def parse_object(text, what):
     try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise UserError("%s is not valid JSON (%s): %s" % (what, e, text.strip()[:80]))
+        value = configure_pretraining.parse_json(text, what)
+    except configure_pretraining.HparamError as e:
+        raise UserError("%s: %s" % (e, text.strip()[:80]))
     if not isinstance(value, dict):
         raise UserError("%s must be a JSON object such as '{\"num_train_steps\": 500}', got %s"
                         % (what, text.strip()[:80]))
     return value
 
 
-def type_errors(config, hparams):
-    """Every unknown key or wrongly typed value, checked one key at a time."""
+def check_types(hparams, what):
+    """Every unknown key or wrongly typed value of one source, in one line."""
     errors = []
     for key, value in hparams.items():
         try:
-            config.check_hparams({key: value})
-        except config.HparamError as e:
+            configure_pretraining.check_hparams({key: value})
+        except configure_pretraining.HparamError as e:
             errors.append(str(e))
-    return errors
-
-
-def check_part(config, hparams, what):
-    errors = type_errors(config, hparams)
     if errors:
         raise UserError("%s: %s" % (what, "; ".join(errors)))
 
@@ -80,55 +77,37 @@ def merge(preset, overrides):
 
 
 def vocab_size_of(data_dir):
+    """The number of token ids of DATA_DIR/vocab.txt, counted as the builder counts them."""
     path = paths.vocab_file(data_dir)
     if not os.path.isfile(path):
         raise UserError("%s is missing; run make vocab first (vocab_size is taken from it)"
                         % path)
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for _ in f)
+    return len(read_tokens(path))
 
 
-def check_consistency(config, hparams, model_name, data_dir):
-    """What types alone do not catch, then the trainer's full resolution."""
-    for key in POSITIVE_INT_KEYS:
-        if key in hparams and hparams[key] <= 0:
-            raise UserError("hparam %s = %s; it must be positive" % (key, hparams[key]))
-    if bool(hparams.get("do_train", True)) == bool(hparams.get("do_eval", False)):
-        raise UserError("exactly one of do_train and do_eval must be true (got do_train=%s, "
-                        "do_eval=%s)" % (json.dumps(hparams.get("do_train", True)),
-                                         json.dumps(hparams.get("do_eval", False))))
+def resolve(hparams, model_name, data_dir):
+    """The trainer's own resolution and validation (types, ranges, sizes)."""
     try:
-        resolved = config.PretrainingConfig(model_name, data_dir, **hparams)
-    except (config.HparamError, TypeError, ValueError) as e:
-        raise UserError("hparams do not resolve: %s" % e)
-    model = dict(hparams.get("model_hparam_overrides", {}))
-    hidden = model.get("hidden_size", config.MODEL_SIZES[resolved.model_size][0])
-    heads = model.get("num_attention_heads", max(1, hidden // 64))
-    if hidden % heads:
-        raise UserError("hidden_size %d is not a multiple of num_attention_heads %d"
-                        % (hidden, heads))
-    positions = model.get("max_position_embeddings", 512)
-    if resolved.max_seq_length > positions:
-        raise UserError("max_seq_length %d exceeds max_position_embeddings %d"
-                        % (resolved.max_seq_length, positions))
-    if resolved.max_predictions_per_seq < 1:
-        raise UserError("mask_prob %s with max_seq_length %d masks no token"
-                        % (resolved.mask_prob, resolved.max_seq_length))
-    return resolved
+        return configure_pretraining.PretrainingConfig(model_name, data_dir, **hparams)
+    except configure_pretraining.HparamError as e:
+        raise UserError(str(e))
 
 
-def build(data_dir, preset, overrides_text, model_name):
-    config = paths.import_electra_config()
+def build(data_dir, preset, overrides_text, model_name, num_gpus=None):
     source = preset_path(preset)
     with open(source, encoding="utf-8") as f:
         text = f.read()
     preset_hparams = parse_object(text, "PRESET file %s" % source)
+    # "_vocab_size": the vocab size a preset's shape is meant for (a note, not an hparam).
+    preset_vocab_size = preset_hparams.get(NOTE_PREFIX + "vocab_size")
     preset_hparams = {k: v for k, v in preset_hparams.items() if not k.startswith(NOTE_PREFIX)}
-    check_part(config, preset_hparams, "PRESET %s" % source)
+    check_types(preset_hparams, "PRESET %s" % source)
     overrides = parse_object(overrides_text, "HPARAMS_OVERRIDES") \
         if overrides_text.strip() else {}
-    check_part(config, overrides, "HPARAMS_OVERRIDES")
+    check_types(overrides, "HPARAMS_OVERRIDES")
     hparams = merge(preset_hparams, overrides)
+    if num_gpus is not None:   # NUM_GPUS=N: the same as {"num_gpus": N} in the overrides
+        hparams["num_gpus"] = num_gpus
 
     vocab_size = vocab_size_of(data_dir)
     for where, value in (("vocab_size", hparams.get("vocab_size")),
@@ -139,12 +118,13 @@ def build(data_dir, preset, overrides_text, model_name):
                             "from the vocab" % (where, value, paths.vocab_file(data_dir),
                                                 vocab_size))
     hparams["vocab_size"] = vocab_size
-    check_part(config, hparams, "hparams")
-    try:
-        config.check_hparams(hparams)
-    except config.HparamError as e:
-        raise UserError("hparams: %s" % e)
-    resolved = check_consistency(config, hparams, model_name, data_dir)
+    if preset_vocab_size and preset_vocab_size != vocab_size:
+        sys.stderr.write("hparams: note: PRESET %s is meant for a vocab of %d tokens (the "
+                         "published model's); %s has %d, so the model's vocab_size differs: "
+                         "for the published shape make the vocab with VOCAB=train VOCAB_SIZE=%d"
+                         "\n" % (preset, preset_vocab_size, paths.vocab_file(data_dir),
+                                  vocab_size, preset_vocab_size))
+    resolved = resolve(hparams, model_name, data_dir)
 
     target = paths.hparams_file(data_dir)
     stages.check_replaceable(data_dir, target,
@@ -161,11 +141,10 @@ def builder_flags(data_dir):
     path = paths.hparams_file(data_dir)
     if not os.path.isfile(path):
         raise UserError("%s is missing; run make hparams first" % path)
-    config = paths.import_electra_config()
     try:
-        hparams = config.load_hparams(path)
-        resolved = config.PretrainingConfig("unused", data_dir, **hparams)
-    except config.HparamError as e:
+        hparams = configure_pretraining.load_hparams(path)
+        resolved = configure_pretraining.PretrainingConfig("unused", data_dir, **hparams)
+    except configure_pretraining.HparamError as e:
         raise UserError("%s: %s; run make hparams again" % (path, e))
     return "--max-seq-length %d %s" % (
         resolved.max_seq_length, "--do-lower-case" if resolved.do_lower_case else
@@ -178,6 +157,7 @@ def main(argv=None):
     parser.add_argument("--preset", default="tutorial")
     parser.add_argument("--overrides", default="", help="JSON object merged over the preset")
     parser.add_argument("--model-name", default="electra-spanish")
+    parser.add_argument("--num-gpus", default="", help="GPUs of this host to train on (NUM_GPUS)")
     parser.add_argument("--builder-flags", action="store_true",
                         help="print the dataset builder's flags implied by DATA_DIR/hparams.json")
     args = parser.parse_args(argv)
@@ -186,7 +166,8 @@ def main(argv=None):
         return
     if not args.preset.strip():
         raise UserError("PRESET is empty; choose one of %s" % ", ".join(preset_names()))
-    build(args.data_dir, args.preset.strip(), args.overrides, args.model_name)
+    num_gpus = positive_int(args.num_gpus, "NUM_GPUS") if args.num_gpus.strip() else None
+    build(args.data_dir, args.preset.strip(), args.overrides, args.model_name, num_gpus)
 
 
 if __name__ == "__main__":

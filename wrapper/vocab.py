@@ -19,40 +19,36 @@ import sys
 import tempfile
 
 from wrapper import paths, stages
-from wrapper.cli import UserError, run_main
-from wrapper.corpus import positive_int
+from wrapper.cli import UserError, positive_int, run_main
+from wrapper.electra import tokenization
 
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SPECIAL_TOKENS = tokenization.SPECIAL_TOKENS
 MBERT = "bert-base-multilingual-cased"
 MAX_UNK_FRACTION = 0.01       # of a trained vocab's tokens on a sample of its own corpus
 SAMPLE_LINES = 2000
 
 
 def validate(tokens, source):
-    """Raises UserError unless `tokens` is a usable BERT vocab."""
-    if not tokens:
-        raise UserError("vocab %s is empty" % source)
-    for number, token in enumerate(tokens, 1):
-        if not token.strip():
-            raise UserError("vocab %s: line %d is blank" % (source, number))
-        if token != token.strip() or len(token.split()) != 1:
-            raise UserError("vocab %s: line %d (%r) holds whitespace; one token per line"
-                            % (source, number, token))
-    seen = {}
-    for number, token in enumerate(tokens, 1):
-        if token in seen:
-            raise UserError("vocab %s: token %r is on lines %d and %d (duplicates shift ids)"
-                            % (source, token, seen[token], number))
-        seen[token] = number
-    missing = [t for t in SPECIAL_TOKENS if t not in seen]
-    if missing:
-        raise UserError("vocab %s lacks the special tokens %s" % (source, " ".join(missing)))
+    """Raises UserError unless `tokens` is a usable BERT vocab: the builder's own rules
+    (tokenization.vocab_problem), and no blank line or whitespace inside a token, which the
+    builder would keep as tokens that no text can ever produce."""
+    if tokens:
+        for number, token in enumerate(tokens, 1):
+            if not token.strip():
+                raise UserError("vocab %s: line %d is blank" % (source, number))
+            if len(token.split()) != 1:
+                raise UserError("vocab %s: line %d (%r) holds whitespace; one token per line"
+                                % (source, number, token))
+    problem = tokenization.vocab_problem(tokens)
+    if problem:
+        raise UserError("vocab %s %s" % (source, problem))
 
 
 def read_tokens(path):
+    """The tokens of a vocab file as the builder reads them (tokenization.read_vocab_tokens:
+    lines end at "\\n" only), or one clear UserError."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
+        return tokenization.read_vocab_tokens(path)
     except UnicodeDecodeError as e:
         raise UserError("vocab %s is not UTF-8 text (%s)" % (path, e.reason))
     except OSError as e:
@@ -94,7 +90,7 @@ def trained_tokens(data_dir, vocab_size):
     tokenizer = BertWordPieceTokenizer(lowercase=False, strip_accents=False, clean_text=True,
                                        handle_chinese_chars=True, wordpieces_prefix="##")
     tokenizer.train(corpus_files(data_dir), vocab_size=vocab_size, min_frequency=2,
-                    special_tokens=SPECIAL_TOKENS, show_progress=sys.stderr.isatty(),
+                    special_tokens=list(SPECIAL_TOKENS), show_progress=sys.stderr.isatty(),
                     wordpieces_prefix="##")
     with tempfile.TemporaryDirectory() as tmp:
         saved = tokenizer.save(tmp, "trained")
@@ -120,17 +116,44 @@ def check_usable(vocab_path, data_dir):
     return {"sample_tokens": len(pieces), "unknown": unknown, "continuation": continuation}
 
 
+def size_note(tokens, vocab_size):
+    """Why a trained vocab is not VOCAB_SIZE tokens long ("" when it is)."""
+    if len(tokens) > vocab_size:
+        # The trainer starts from every character of the corpus and its "##" form (so that no
+        # word becomes [UNK]) and only then merges: that start is the smallest vocab it makes.
+        chars = sum(1 for t in tokens if len(t) == 1)
+        continued = sum(1 for t in tokens if len(t) == 3 and t.startswith("##"))
+        return ("VOCAB_SIZE=%d asked, %d tokens made: the WordPiece trainer keeps every "
+                "character of the corpus (%d) and its '##' form (%d) so that no word becomes "
+                "[UNK], and the %d special tokens; %d is the smallest vocab for this corpus"
+                % (vocab_size, len(tokens), chars, continued, len(SPECIAL_TOKENS), len(tokens)))
+    if len(tokens) < vocab_size:
+        return ("VOCAB_SIZE=%d asked, %d tokens made: the corpus has no more pieces that occur "
+                "at least twice (the trainer's min_frequency); a larger corpus gives more"
+                % (vocab_size, len(tokens)))
+    return ""
+
+
+def check_choice(vocab):
+    """VOCAB is mbert, train or an existing file; anything else is a typo (VOCAB=Train), not
+    the output of a stage that has yet to run."""
+    if vocab in ("mbert", "train") or os.path.isfile(vocab):
+        return
+    what = "" if not os.path.exists(vocab) else " (%s is a %s)" % (
+        vocab, "directory" if os.path.isdir(vocab) else "special file")
+    raise UserError("VOCAB=%s is neither mbert, train nor an existing file%s; give one of "
+                    "those (a path: a WordPiece vocab, one token per line)" % (vocab, what))
+
+
 def build(data_dir, vocab, vocab_size):
     target = paths.vocab_file(data_dir)
     if vocab == "mbert":
-        tokens, source = mbert_tokens(), MBERT
+        tokens, source = mbert_tokens(), "%s's vocab" % MBERT
     elif vocab == "train":
-        tokens, source = trained_tokens(data_dir, vocab_size), "trained on %s" % (
+        tokens, source = trained_tokens(data_dir, vocab_size), "a vocab trained on %s" % (
             paths.corpus_dir(data_dir))
     else:
-        if not os.path.isfile(vocab):
-            raise UserError("VOCAB=%s: expected mbert, train or the path of a vocab.txt file"
-                            % vocab)
+        check_choice(vocab)
         tokens, source = read_tokens(vocab), vocab
     validate(tokens, source)
     report = ""
@@ -142,13 +165,16 @@ def build(data_dir, vocab, vocab_size):
             usable = check_usable(candidate, data_dir)
         report = " (BERT tokenizer on %d corpus tokens: %d [UNK], %d '##' pieces)" % (
             usable["sample_tokens"], usable["unknown"], usable["continuation"])
+        note = size_note(tokens, vocab_size)
+        if note:
+            sys.stderr.write("vocab: note: %s\n" % note)
     same_file = vocab not in ("mbert", "train") and os.path.exists(target) and \
         os.path.samefile(vocab, target)
     if not same_file:
         stages.check_replaceable(data_dir, target,
                                  "to use it, run with VOCAB=%s; else move it away" % target)
         stages.write_owned_text(data_dir, target, "\n".join(tokens) + "\n")
-    print("vocab: %s: %d tokens from %s%s" % (target, len(tokens), source, report))
+    print("vocab: %s: %d tokens, from %s%s" % (target, len(tokens), source, report))
 
 
 def main(argv=None):

@@ -51,6 +51,10 @@ DEFAULTS = collections.OrderedDict([
     ("tpu_name", None),
     ("tpu_zone", None),
     ("gcp_project", None),
+    ("num_gpus", 1),                  # replicas on this host's GPUs (MirroredStrategy)
+    ("num_cpu_replicas", 0),          # >0: replicas on that many CPU devices instead
+    ("use_amp", False),               # automatic mixed precision + dynamic loss scaling
+    ("use_xla", False),               # XLA auto-clustering (the session's global JIT level)
     ("max_predictions_per_seq", 19),  # recomputed from mask_prob and max_seq_length
     ("model_name", None),
     ("pretrain_tfrecords", None),
@@ -77,6 +81,10 @@ MODEL_HPARAM_TYPES = {
 }
 
 MODEL_SIZES = {"small": (256, 12), "base": (768, 12), "large": (1024, 24)}
+# debug: the trainer's tiny model, whatever model_size and the overrides say.
+DEBUG_SIZES = {"hidden_size": 144, "num_hidden_layers": 3, "num_attention_heads": 4,
+               "intermediate_size": 576}
+HIDDEN_ACTS = ("gelu", "relu", "tanh", "linear")   # modeling.get_activation's names
 
 DEBUG_OVERRIDES = collections.OrderedDict([
     ("train_batch_size", 8), ("num_train_steps", 20), ("eval_batch_size", 4),
@@ -85,7 +93,7 @@ DEBUG_OVERRIDES = collections.OrderedDict([
 
 
 class HparamError(ValueError):
-  """An hparam that is unknown or of the wrong type; the message names key and value."""
+  """An hparam that is unknown, of the wrong type or out of range; the message names it."""
 
 
 def _type_name(types):
@@ -159,13 +167,149 @@ def load_hparams(text_or_path):
     source = text_or_path
   else:
     text, source = text_or_path, "--hparams"
-  try:
-    hparams = json.loads(text)
-  except ValueError as e:
-    raise HparamError("%s is not valid JSON (%s)" % (source, e))
+  hparams = parse_json(text, source)
   if not isinstance(hparams, dict):
     raise HparamError("%s must hold a JSON object, got %s" % (source, type(hparams).__name__))
   return hparams
+
+
+def _refuse_constant(name):
+  raise ValueError("%s is not a number JSON allows; write a finite number" % name)
+
+
+def parse_json(text, source):
+  """Strict JSON: Python's json would accept NaN and Infinity, which are no hparam values."""
+  try:
+    return json.loads(text, parse_constant=_refuse_constant)
+  except ValueError as e:
+    raise HparamError("%s is not valid JSON (%s)" % (source, e))
+
+
+# ---- sizes and ranges ------------------------------------------------------------------
+
+def network_sizes(config):
+  """The transformer sizes the graph is built with, from a resolved config.
+
+  {"embedding_size": E, "discriminator": sizes, "generator": sizes}, each sizes a dict of
+  vocab_size, hidden_size, num_hidden_layers, num_attention_heads, intermediate_size.
+  Heads follow hidden // 64 and the feed-forward width 4 x hidden unless overridden; the
+  generator (a network of its own when electra_objective and untied_generator, else the
+  discriminator itself) is the discriminator scaled by generator_hidden_size and
+  generator_layers, with heads and width following its hidden size. Pure Python: the graph
+  code, the export and the hparams checks all call this one rule.
+  """
+  overrides = config.model_hparam_overrides
+  hidden, layers = MODEL_SIZES[config.model_size]
+  hidden = overrides.get("hidden_size", hidden)
+  disc = collections.OrderedDict([
+      ("vocab_size", overrides.get("vocab_size", config.vocab_size)),
+      ("hidden_size", hidden),
+      ("num_hidden_layers", overrides.get("num_hidden_layers", layers)),
+      ("num_attention_heads", overrides.get("num_attention_heads", max(1, hidden // 64))),
+      ("intermediate_size", overrides.get("intermediate_size", 4 * hidden)),
+  ])
+  if config.debug:
+    disc.update(DEBUG_SIZES)
+  gen = collections.OrderedDict(disc)
+  if config.electra_objective and config.untied_generator:
+    gen_hidden = int(round(disc["hidden_size"] * config.generator_hidden_size))
+    gen.update(hidden_size=gen_hidden,
+               num_hidden_layers=int(round(disc["num_hidden_layers"] *
+                                           config.generator_layers)),
+               num_attention_heads=max(1, gen_hidden // 64),
+               intermediate_size=4 * gen_hidden)
+  embedding_size = (disc["hidden_size"] if config.embedding_size is None
+                    else config.embedding_size)
+  return collections.OrderedDict([("embedding_size", embedding_size),
+                                  ("discriminator", disc), ("generator", gen)])
+
+
+def _finite(value):
+  return value == value and value not in (float("inf"), float("-inf"))
+
+
+# name -> (test, what the value must be); keys absent from a config are skipped.
+_POSITIVE = (lambda v: _finite(v) and v > 0, "positive")
+_AT_LEAST_ONE = (lambda v: v >= 1, "at least 1")
+_NOT_NEGATIVE = (lambda v: _finite(v) and v >= 0, "zero or more")
+RANGES = collections.OrderedDict([
+    ("learning_rate", _POSITIVE),
+    ("lr_decay_power", _NOT_NEGATIVE),
+    ("weight_decay_rate", _NOT_NEGATIVE),
+    ("num_warmup_steps", _NOT_NEGATIVE),
+    ("mask_prob", (lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]")),
+    ("temperature", _POSITIVE),
+    ("gen_weight", _NOT_NEGATIVE),
+    ("disc_weight", _NOT_NEGATIVE),
+    ("generator_hidden_size", _POSITIVE),
+    ("generator_layers", _POSITIVE),
+    ("iterations_per_loop", _AT_LEAST_ONE),
+    ("save_checkpoints_steps", _AT_LEAST_ONE),
+    ("num_train_steps", _AT_LEAST_ONE),
+    ("num_eval_steps", _AT_LEAST_ONE),
+    ("keep_checkpoint_max", _AT_LEAST_ONE),
+    ("vocab_size", _AT_LEAST_ONE),
+    ("embedding_size", _AT_LEAST_ONE),
+    ("max_seq_length", _AT_LEAST_ONE),
+    ("train_batch_size", _AT_LEAST_ONE),
+    ("eval_batch_size", _AT_LEAST_ONE),
+    ("num_tpu_cores", _AT_LEAST_ONE),
+    ("num_gpus", _AT_LEAST_ONE),
+    ("num_cpu_replicas", _NOT_NEGATIVE),
+])
+_PROBABILITY = (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)")
+MODEL_RANGES = collections.OrderedDict([
+    ("vocab_size", _AT_LEAST_ONE), ("hidden_size", _AT_LEAST_ONE),
+    ("num_hidden_layers", _AT_LEAST_ONE), ("num_attention_heads", _AT_LEAST_ONE),
+    ("intermediate_size", _AT_LEAST_ONE), ("max_position_embeddings", _AT_LEAST_ONE),
+    ("type_vocab_size", _AT_LEAST_ONE), ("initializer_range", _POSITIVE),
+    ("hidden_dropout_prob", _PROBABILITY), ("attention_probs_dropout_prob", _PROBABILITY),
+    ("hidden_act", (lambda v: v in HIDDEN_ACTS, "one of " + ", ".join(HIDDEN_ACTS))),
+])
+
+
+def range_errors(config):
+  """What is wrong with a resolved config beyond types, one phrase per problem."""
+  errors = []
+  for key, (ok, what) in RANGES.items():
+    value = getattr(config, key, None)
+    if value is not None and not ok(value):
+      errors.append("hparam %s = %s; it must be %s" % (key, value, what))
+  for key, value in config.model_hparam_overrides.items():
+    ok, what = MODEL_RANGES[key]
+    if not ok(value):
+      errors.append("model_hparam_overrides %s = %s; it must be %s" % (key, value, what))
+  if config.do_train == config.do_eval:
+    errors.append("exactly one of do_train and do_eval must be true (got do_train=%s, "
+                  "do_eval=%s)" % (json.dumps(config.do_train), json.dumps(config.do_eval)))
+  if errors:
+    return errors   # the sizes below would only repeat these
+  if config.max_predictions_per_seq < 1:
+    errors.append("mask_prob %s with max_seq_length %d masks no token"
+                  % (config.mask_prob, config.max_seq_length))
+  positions = config.model_hparam_overrides.get("max_position_embeddings", 512)
+  if config.max_seq_length > positions:
+    errors.append("max_seq_length %d exceeds max_position_embeddings %d"
+                  % (config.max_seq_length, positions))
+  sizes = network_sizes(config)
+  for network in ("discriminator", "generator"):
+    net = sizes[network]
+    for key in ("hidden_size", "num_hidden_layers", "intermediate_size"):
+      if net[key] < 1:
+        errors.append("the %s's %s would be %d; raise generator_hidden_size or "
+                      "generator_layers" % (network, key, net[key]))
+    if net["hidden_size"] >= 1 and net["hidden_size"] % net["num_attention_heads"]:
+      errors.append("the %s's hidden_size %d is not a multiple of num_attention_heads %d"
+                    % (network, net["hidden_size"], net["num_attention_heads"]))
+      break   # the generator shares the discriminator's sizes, or its heads follow hidden
+  return errors
+
+
+def validate(config):
+  """Raises HparamError (one line, every problem) unless a resolved config can train."""
+  errors = range_errors(config)
+  if errors:
+    raise HparamError("; ".join(errors))
 
 
 class PretrainingConfig(object):
@@ -192,6 +336,7 @@ class PretrainingConfig(object):
       self.embedding_size = 128
     # The hparams win over everything derived above (an explicit embedding_size, say).
     self.update(hparams)
+    validate(self)
 
   def update(self, hparams):
     for key, value in hparams.items():

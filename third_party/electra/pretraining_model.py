@@ -5,66 +5,44 @@ build_inference_logits() builds the same generator and discriminator (same funct
 same variable names, no dropout) on raw inputs, for comparing a checkpoint with PyTorch.
 """
 import collections
-import os
-import sys
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 
-# The modules of this folder import each other by their flat names (as the reference's
-# do); make that work when this file is loaded by path from elsewhere (wrapper/verify.py).
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-  sys.path.insert(0, _HERE)
-
-import modeling  # noqa: E402
+import configure_pretraining
+import modeling
+import tokenization
 
 
 def load_vocab(vocab_file):
-  """token -> id, the id being the 0-based line number (as BERT's vocab reader)."""
-  vocab = collections.OrderedDict()
-  with tf.io.gfile.GFile(vocab_file, "r") as f:
-    for index, line in enumerate(f):
-      vocab[line.strip()] = index
-  return vocab
+  """token -> id, the id being the 0-based line number (the builder's vocab reader)."""
+  return tokenization.load_vocab(vocab_file)
 
 
 def count_vocab_lines(vocab_file):
-  with tf.io.gfile.GFile(vocab_file, "r") as f:
-    return sum(1 for _ in f)
+  """The number of tokens (ids) of a vocab file, counted as the builder counts them."""
+  return len(tokenization.read_vocab_tokens(vocab_file))
+
+
+def _bert_config(config, sizes):
+  args = dict(modeling.BertConfig(vocab_size=None).to_dict())
+  args.update(config.model_hparam_overrides)
+  args.update(sizes)
+  return modeling.BertConfig.from_dict(args)
 
 
 def get_bert_config(config):
-  """The discriminator's transformer sizes from model_size and model_hparam_overrides."""
-  hidden_size, layers = {"small": (256, 12), "base": (768, 12), "large": (1024, 24)}[
-      config.model_size]
-  args = {"hidden_size": hidden_size, "num_hidden_layers": layers,
-          "vocab_size": config.vocab_size}
-  args.update(config.model_hparam_overrides)
-  # Heads and feed-forward width follow the hidden size unless overridden.
-  args["num_attention_heads"] = max(1, args["hidden_size"] // 64)
-  args["intermediate_size"] = 4 * args["hidden_size"]
-  args.update(config.model_hparam_overrides)
-  bert_config = modeling.BertConfig.from_dict(
-      dict(modeling.BertConfig(vocab_size=None).to_dict(), **args))
-  if config.debug:
-    bert_config.num_hidden_layers = 3
-    bert_config.hidden_size = 144
-    bert_config.intermediate_size = 144 * 4
-    bert_config.num_attention_heads = 4
-  return bert_config
+  """The discriminator's transformer (configure_pretraining.network_sizes has the rule)."""
+  return _bert_config(config, configure_pretraining.network_sizes(config)["discriminator"])
 
 
-def get_generator_config(config, bert_config):
-  gen = modeling.BertConfig.from_dict(bert_config.to_dict())
-  gen.hidden_size = int(round(bert_config.hidden_size * config.generator_hidden_size))
-  gen.num_hidden_layers = int(round(bert_config.num_hidden_layers * config.generator_layers))
-  gen.intermediate_size = 4 * gen.hidden_size
-  gen.num_attention_heads = max(1, gen.hidden_size // 64)
-  return gen
+def get_generator_config(config):
+  """The generator's own transformer (when electra_objective and untied_generator)."""
+  return _bert_config(config, configure_pretraining.network_sizes(config)["generator"])
 
 
-def get_embedding_size(config, bert_config):
-  return bert_config.hidden_size if config.embedding_size is None else config.embedding_size
+def get_embedding_size(config):
+  return configure_pretraining.network_sizes(config)["embedding_size"]
 
 
 # ---- position helpers ---------------------------------------------------------------------
@@ -182,7 +160,7 @@ def build_generator(config, bert_config, embedding_size, inputs, is_training):
     return None
   if config.electra_objective and config.untied_generator:
     return modeling.BertModel(
-        get_generator_config(config, bert_config), is_training, inputs.input_ids,
+        get_generator_config(config), is_training, inputs.input_ids,
         inputs.input_mask, inputs.segment_ids, scope="generator",
         embedding_size=None if config.untied_generator_embeddings else embedding_size,
         untied_embeddings=config.untied_generator_embeddings)
@@ -200,7 +178,7 @@ def generator_logits_at(config, bert_config, generator, hidden_positions, batch_
     hidden = gather_positions(hidden, hidden_positions)
   head_config = bert_config
   if config.electra_objective and config.untied_generator:
-    head_config = get_generator_config(config, bert_config)
+    head_config = get_generator_config(config)
   return generator_head(hidden, generator.get_embedding_table(), head_config)
 
 
@@ -221,7 +199,7 @@ def build_pretraining_model(config, features, is_training):
   """The ELECTRA training graph on a batch of features; returns PretrainingOutputs."""
   check_supported(config)
   bert_config = get_bert_config(config)
-  embedding_size = get_embedding_size(config, bert_config)
+  embedding_size = get_embedding_size(config)
   vocab = load_vocab(config.vocab_file)
   inputs = mask_inputs(config, vocab, features["input_ids"], features["input_mask"],
                        features["segment_ids"])
@@ -310,7 +288,7 @@ def build_inference_logits(config, input_ids, input_mask, segment_ids):
   """
   check_supported(config)
   bert_config = get_bert_config(config)
-  embedding_size = get_embedding_size(config, bert_config)
+  embedding_size = get_embedding_size(config)
   inputs = MaskedInputs(input_ids, input_mask, segment_ids, None, None, None)
   generator = build_generator(config, bert_config, embedding_size, inputs, False)
   generator_logits = generator_logits_at(config, bert_config, generator, None,
@@ -320,3 +298,33 @@ def build_inference_logits(config, input_ids, input_mask, segment_ids):
     result["discriminator_logits"] = build_discriminator(
         config, bert_config, embedding_size, input_ids, input_mask, segment_ids, False)
   return result
+
+
+def run_inference_logits(config, checkpoint_prefix, input_ids, input_mask, segment_ids):
+  """Restores a checkpoint into build_inference_logits' graph and runs it on CPU.
+
+  Returns (logits, built): logits {"generator_logits", ["discriminator_logits"]} as float32
+  numpy arrays; built describes the graph as it was actually built, for checking a
+  conversion against it rather than against the rule that sized it: the shape of every
+  variable, and {scope: number of attention heads}, read from the first layer's attention
+  probabilities [batch, heads, seq, seq] ("electra" for the discriminator's network,
+  "generator" for the generator's own).
+  """
+  graph = tf.Graph()
+  with graph.as_default():
+    outputs = build_inference_logits(config, tf.constant(input_ids), tf.constant(input_mask),
+                                     tf.constant(segment_ids))
+    shapes = collections.OrderedDict(
+        (v.op.name, v.shape.as_list()) for v in tf.global_variables())
+    heads = {}
+    for op in graph.get_operations():
+      if op.type == "Softmax" and "/encoder/layer_0/attention/" in op.name:
+        name = op.name.split("/", 1)[0]
+        scope = name if name in ("electra", "generator") else name.rsplit("_", 1)[0]
+        heads.setdefault(scope, op.outputs[0].shape.as_list()[1])
+    saver = tf.train.Saver()
+    with tf.Session(config=tf.ConfigProto(device_count={"GPU": 0})) as session:
+      saver.restore(session, checkpoint_prefix)
+      values = session.run(outputs)
+  logits = {k: np.asarray(v, np.float32) for k, v in values.items()}
+  return logits, {"variable_shapes": shapes, "attention_heads": heads}

@@ -13,6 +13,9 @@ import collections
 import unicodedata
 
 UNK_TOKEN = "[UNK]"
+# The special tokens every BERT vocab holds (the builder's [CLS]/[SEP], the trainer's
+# [MASK]); the one list that the vocab stage, the builder and the export check against.
+SPECIAL_TOKENS = ("[PAD]", UNK_TOKEN, "[CLS]", "[SEP]", "[MASK]")
 # Words longer than this many characters become [UNK] without a WordPiece search.
 MAX_INPUT_CHARS_PER_WORD = 100
 
@@ -29,8 +32,10 @@ def convert_to_unicode(text):
 def read_vocab_tokens(vocab_file):
   """Returns the vocab file's tokens in line order (id = position), stripped.
 
-  Lines end at "\\n" only, as the reference's line reader does; a last line without
-  a newline still counts.
+  Lines end at "\\n" only, as the reference's line reader does (a "\\r" or U+2028 inside
+  a line does not end it); a last line without a newline still counts, and so does a
+  blank line, the last one included. Every stage that counts or reads a vocab uses this.
+  Raises UnicodeDecodeError for text that is not UTF-8, OSError when unreadable.
   """
   with open(vocab_file, "rb") as f:
     data = f.read()
@@ -38,6 +43,27 @@ def read_vocab_tokens(vocab_file):
   if lines and not lines[-1]:
     lines.pop()
   return [line.decode("utf-8").strip() for line in lines]
+
+
+def vocab_problem(tokens):
+  """Why tokens (read_vocab_tokens) make no usable vocab, as a phrase, or None.
+
+  Empty; a token on two lines (ids are line numbers: the reference's reader would keep
+  the last id, shifting the other); a special token missing.
+  """
+  if not any(tokens):
+    return "is empty; give a WordPiece vocab, one token per line"
+  first_line = {}
+  for line_number, token in enumerate(tokens, 1):
+    if token in first_line:
+      return ("repeats token %r (lines %d and %d); ids are line numbers, so each token must "
+              "appear once" % (token, first_line[token], line_number))
+    first_line[token] = line_number
+  missing = [t for t in SPECIAL_TOKENS if t not in first_line]
+  if missing:
+    return "lacks %s; a BERT vocab needs all of %s" % (" ".join(missing),
+                                                      " ".join(SPECIAL_TOKENS))
+  return None
 
 
 def load_vocab(vocab_file):

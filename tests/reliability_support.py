@@ -1,6 +1,6 @@
 """Helpers of the reliability tests: start a real process, SIGKILL it at a chosen moment.
 
-(No tests here; the module is named test_reliability_* so that it belongs to those tests.)
+(No tests here, so the name does not start with test_: pytest collects nothing from it.)
 
 A process is started in its own session, so that a kill reaches it and every child it
 started (make, a shell, the builder's worker processes), as a preemption or Ctrl-C would.

@@ -1,0 +1,163 @@
+"""The TF side of verify: our graph's logits on real Spanish, saved for the comparers.
+
+    python -m wrapper.tf_reference --data-dir D --model-name N [--output PATH]
+
+Run with .venv's Python (TF 1.15). It tokenizes fixed Spanish sentences (plus the first
+lines of D/corpus) with the builder's FullTokenizer, runs third_party/electra's inference
+graph (pretraining_model.run_inference_logits) restored from the latest checkpoint, and
+writes D/models/N/verify/tf-reference.npz: the token ids, the logits of each network, the
+sizes the graph was actually built with (variable shapes, attention heads) and the Hugging
+Face configs the export derives. `python -m wrapper.verify` then compares the converted
+models with it, once in each environment.
+"""
+import glob
+import json
+import os
+
+import numpy as np
+
+from wrapper import convert, export, hf_tokenizer, paths, tf_checkpoint
+from wrapper.cli import UserError, model_parser, run_main
+from wrapper.electra import tokenization
+
+MAX_TOKENS = 128
+CORPUS_LINES = 4
+NETWORKS = ("discriminator", "generator")
+
+# Real sentences with the accents and punctuation a cased Spanish vocab must keep apart.
+SENTENCES = [
+    "Los pájaros están cantando",
+    "Los pájaros están hablando",
+    "¿Dónde está el niño? Salió corriendo hacia la estación.",
+    "Más vale pájaro en mano que ciento volando.",
+    "El camión llegó tarde porque llovía muchísimo en Cádiz.",
+    ("Instale el paquete con «apt-get install» y reinicie el ordenador.",
+     "Después compruebe que el sistema arrancó sin errores."),
+]
+
+
+def corpus_lines(data_dir, count=CORPUS_LINES):
+    """The first non-empty lines of the run's corpus (real text the model has seen)."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(paths.corpus_dir(data_dir), "*"))):
+        if not os.path.isfile(path) or path.endswith(".gz"):
+            continue
+        with open(path, encoding="utf-8", errors="ignore") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    found.append(line)
+                if len(found) >= count:
+                    return found
+    return found
+
+
+def builder_rows(tokenizer, texts, max_tokens=MAX_TOKENS):
+    """(texts, rows of (ids, segment ids)) as the builder encodes them: [CLS] A [SEP]
+    (B [SEP]); texts longer than max_tokens are left out rather than truncated."""
+    vocab = tokenizer.vocab
+    kept, rows = [], []
+    for text in texts:
+        first, second = (text, None) if isinstance(text, str) else text
+        a = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(first))
+        b = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(second)) if second else []
+        ids = [vocab["[CLS]"]] + a + [vocab["[SEP]"]]
+        segments = [0] * len(ids)
+        if b:
+            ids += b + [vocab["[SEP]"]]
+            segments += [1] * (len(b) + 1)
+        if len(ids) <= max_tokens:
+            kept.append(text)
+            rows.append((ids, segments))
+    return kept, rows
+
+
+def pad_rows(rows):
+    """Right-padded int32 (input_ids, input_mask, segment_ids)."""
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = np.zeros((len(rows), width), np.int32)
+    input_mask = np.zeros((len(rows), width), np.int32)
+    segment_ids = np.zeros((len(rows), width), np.int32)
+    for i, (ids, segments) in enumerate(rows):
+        input_ids[i, :len(ids)] = ids
+        input_mask[i, :len(ids)] = 1
+        segment_ids[i, :len(ids)] = segments
+    return input_ids, input_mask, segment_ids
+
+
+def built_sizes(built, networks):
+    """{network: sizes} of the graph as built: shapes, and heads from its attention."""
+    shapes = built["variable_shapes"]
+    sizes = {}
+    for network, scope in export.network_scopes(list(shapes)).items():
+        if network not in networks:
+            continue
+        found = dict(export.checkpoint_sizes(shapes, scope))
+        found["num_attention_heads"] = built["attention_heads"][scope.rstrip("/")]
+        sizes[network] = found
+    return sizes
+
+
+def compute(data_dir, model_name):
+    """Inputs, TF logits and built sizes of a run's latest checkpoint."""
+    # CPU only, on purpose: TF's C++ log would report the absent GPU as an error line.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    model_dir = paths.model_dir(data_dir, model_name)
+    if not os.path.isdir(model_dir):
+        raise UserError("model directory %s does not exist; train first (make pretrain)"
+                        % model_dir)
+    prefix = tf_checkpoint.resolve_checkpoint(model_dir)
+    shapes = tf_checkpoint.read_shapes(prefix)
+    networks = [n for n in NETWORKS if convert.has_network(list(shapes), n)]
+    run_config, _, source = export.load_run_config(data_dir, model_name)
+    vocab_path = paths.vocab_file(data_dir)
+    hf_configs = export.derive_hf_configs(run_config, shapes,
+                                       hf_tokenizer.read_vocab(vocab_path)["[PAD]"], source)
+    tokenizer = tokenization.FullTokenizer(vocab_path, do_lower_case=run_config.do_lower_case,
+                                           strip_accents=True)
+    texts, rows = builder_rows(tokenizer, list(SENTENCES) + corpus_lines(data_dir))
+    input_ids, input_mask, segment_ids = pad_rows(rows)
+
+    import tensorflow.compat.v1 as tf
+    tf.logging.set_verbosity(tf.logging.ERROR)
+    from wrapper import electra
+    pretraining_model = electra.load("pretraining_model")
+    logits, built = pretraining_model.run_inference_logits(
+        run_config, prefix, input_ids, input_mask, segment_ids)
+    arrays = {"%s_logits" % n: logits["%s_logits" % n] for n in networks}
+    meta = {"prefix": prefix, "texts": texts, "hf_configs": hf_configs,
+            "built_sizes": built_sizes(built, networks)}
+    return dict(arrays, input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids,
+                meta=np.array(json.dumps(meta)))
+
+
+def save(arrays, path):
+    """The npz via a temporary sibling and a rename: complete or absent."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.partial-%d" % (path, os.getpid())
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise UserError("cannot write %s: %s; give --output a writable path"
+                        % (path, e.strerror or e))
+
+
+def main(argv=None):
+    parser = model_parser("python -m wrapper.tf_reference", __doc__.split("\n")[0])
+    parser.add_argument("--output", help="default: DATA_DIR/models/NAME/verify/tf-reference.npz")
+    args = parser.parse_args(argv)
+    path = args.output or paths.tf_reference_file(args.data_dir, args.model_name)
+    arrays = compute(args.data_dir, args.model_name)
+    save(arrays, path)
+    print("tf_reference: %s: logits of %s on %d sentences"
+          % (path, " and ".join(k[:-len("_logits")] for k in sorted(arrays) if
+                                k.endswith("_logits")), len(arrays["input_ids"])))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, program="wrapper.tf_reference")
