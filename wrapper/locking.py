@@ -18,6 +18,10 @@ stale lock file never blocks: the next run takes it and rewrites the holder line
 are never deleted (unlinking a lock file while another process waits on it would let two
 runs hold "the" lock at once).
 
+wrapper/pipeline.py (every Make stage target) takes the same locks in-process with held(), and
+hands their descriptors to the stage's commands. On a read-only DATA_DIR the lock file is
+opened read-only (a flock needs no write access), or skipped when it was never made there.
+
 A stage nested inside another one that holds the same lock (`make all` wrapped around
 `make pretrain`) sees the holder is one of its ancestors and goes on without locking again.
 """
@@ -155,13 +159,30 @@ class Lock(object):
             self.fd = None
 
 
+def _open_lock_file(path):
+    """(descriptor, writable) for the lock file; (None, False) when it is absent and cannot be
+    made (a read-only DATA_DIR: the stages that only read it still run, and a flock works on a
+    descriptor opened read-only)."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), True
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise UserError("cannot create the lock file %s: %s" % (path, e.strerror or e))
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+    except OSError:
+        return None, False
+
+
 def acquire(path, what, shared=False, command=None, label=None, attempts=3):
     """Takes the lock on `path` without waiting; raises UserError naming the holder.
 
     `what` names the protected thing for the message ("model directory data/models/x").
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd, writable = _open_lock_file(path)
+    if fd is None:
+        return Lock(path, None)     # a read-only directory nobody ever locked: nothing to keep
     mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
     for attempt in range(attempts):
         try:
@@ -186,7 +207,7 @@ def acquire(path, what, shared=False, command=None, label=None, attempts=3):
         raise UserError("%s is in use by %s; wait for it to finish, or stop it%s (lock file %s)"
                         % (what, describe_holder(fields, pid),
                            " (kill %d)" % pid if pid else "", path))
-    if not shared:
+    if not shared and writable:
         command = command or " ".join(shlex.quote(a) for a in sys.argv)
         record = "pid=%d\nlabel=%s\ncommand=%s\nsince=%s\n" % (
             os.getpid(), label or command, command, time.strftime("%Y-%m-%d %H:%M:%S %Z"))
@@ -196,9 +217,10 @@ def acquire(path, what, shared=False, command=None, label=None, attempts=3):
 
 
 @contextlib.contextmanager
-def held(path, what, shared=False):
-    """`with held(lock_file, "model directory X"):` for stages that run in this process."""
-    lock = acquire(path, what, shared=shared)
+def held(path, what, shared=False, **kwargs):
+    """`with held(lock_file, "model directory X") as lock:` for stages run from this process
+    (wrapper/pipeline.py); kwargs go to acquire()."""
+    lock = acquire(path, what, shared=shared, **kwargs)
     try:
         yield lock
     finally:

@@ -21,6 +21,9 @@ refuses instead of mixing two trainings in one directory. --may-change KEY exemp
 the JSON inputs from that comparison (num_train_steps: training longer continues the model,
 as the reference does when rerun with more steps).
 
+Every Make stage target reaches run_stage through wrapper/pipeline.py (the stage table);
+the command line above is for stages run by hand.
+
 The module also remembers which files of DATA_DIR the pipeline wrote itself (`written.json`),
 so that a vocab.txt or hparams.json a user put there is never overwritten.
 """
@@ -200,7 +203,66 @@ def _die_with_parent():
         pass
 
 
-def run_stage(stage, data_dir, inputs, variables, outputs, keeps, command, may_change=()):
+def run_commands(commands):
+    """Runs each command (an argument list, or one with .argv and .cwd) in turn; returns the
+    first non-zero exit status, or 0."""
+    for command in commands:
+        argv, cwd = (command.argv, command.cwd) if hasattr(command, "argv") else (command, None)
+        try:
+            # close_fds=False: the command inherits the locks the runner holds (the only
+            # descriptors marked inheritable), so a lock lasts as long as the command itself,
+            # even if this process is killed first.
+            proc = subprocess.Popen(argv, cwd=cwd, close_fds=False, preexec_fn=_die_with_parent)
+        except OSError as e:
+            raise UserError("cannot run %s: %s" % (argv[0], e.strerror or e))
+        status = wait_through_ctrl_c(proc)
+        if status < 0:      # killed by a signal: make alone would show "Error 247"
+            raise UserError(killed_by_signal(argv, -status))
+        if status != 0:
+            return status
+    return 0
+
+
+def wait_through_ctrl_c(proc):
+    """The command's exit status. Ctrl-C reaches the whole process group: the command stops
+    on its own terms (the trainer says where it stopped and how to resume) instead of being
+    killed by this runner; a second Ctrl-C stops it at once."""
+    interrupted = False
+    while True:
+        try:
+            status = proc.wait()
+            break
+        except KeyboardInterrupt:
+            if interrupted:
+                proc.terminate()
+            interrupted = True
+    return (status if status > 0 else 130) if interrupted else status
+
+
+def killed_by_signal(argv, number):
+    """One line for a command that a signal ended: which command, which signal, what now."""
+    import signal
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = "signal %d" % number
+    scripts = [a for a in argv[1:] if a.endswith(".py")]
+    what = os.path.basename(scripts[0]) if scripts else \
+        argv[argv.index("-m") + 1] if "-m" in argv[:-1] else os.path.basename(argv[0])
+    hint = ""
+    if number == signal.SIGKILL:
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL: see `dmesg`)"
+    return ("%s was killed by %s (signal %d)%s; its output was left as it was before; run the "
+            "same make command again to redo the stage" % (what, name, number, hint))
+
+
+def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_change=(),
+              writes=True):
+    """Runs `commands` unless the stage's record says it is up to date; records success.
+
+    writes=False: the stage writes nothing into DATA_DIR but its record (verify), so on a
+    read-only DATA_DIR it still runs, unrecorded.
+    """
     digest, details = fingerprint(inputs, variables, data_dir)
     done_path = record_path(data_dir, stage)
     done = read_record(done_path)
@@ -209,6 +271,19 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, command, may_c
         print("%s: up to date (inputs unchanged since %s; remove %s to redo it)"
               % (stage, done.get("finished", "?"), done_path))
         return 0
+    read_only = paths.read_only(data_dir)
+    if read_only and writes:
+        why = changed_inputs(done, details) if done else ["no record of a finished run"]
+        raise UserError("DATA_DIR %s is read-only, and %s must write into it (%s); make it "
+                        "writable, or copy it to a writable place"
+                        % (data_dir, stage, ", ".join(why) or "missing output"))
+    if read_only:
+        print("%s: DATA_DIR %s is read-only: running without a record" % (stage, data_dir))
+        started_at = time.time()
+        status = run_commands(commands)
+        if status == 0:
+            print("%s: done in %.1f s (not recorded)" % (stage, time.time() - started_at))
+        return status
     if done:
         why = changed_inputs(done, details) or ["missing output %s" % m for m in missing]
         print("%s: redoing (changed: %s)" % (stage, ", ".join(why)))
@@ -231,16 +306,10 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, command, may_c
                        ", ".join(may_change) or "nothing"))
         else:
             write_record(started_path, kept_digest, kept_details)
-    if not command:
+    if not commands:
         raise UserError("no command given for stage %s" % stage)
     started_at = time.time()
-    try:
-        # close_fds=False: the command inherits the lock that wrapper/locking.py handed to this
-        # process (the only descriptor marked inheritable), so the lock lasts as long as the
-        # command itself, even if this process is killed first.
-        status = subprocess.call(command, close_fds=False, preexec_fn=_die_with_parent)
-    except OSError as e:
-        raise UserError("cannot run %s: %s" % (command[0], e.strerror or e))
+    status = run_commands(commands)
     if status == 0:
         write_record(done_path, digest, details)
         print("%s: done in %.1f s" % (stage, time.time() - started_at))
@@ -282,7 +351,8 @@ def main(argv=None):
                             "(make all runs every stage in order)" % (args.stage, path))
     inputs = args.input + [p for p in args.input_list.split(os.pathsep) if p]
     return run_stage(args.stage, args.data_dir, inputs, parse_vars(args.var),
-                     args.output, args.keeps, command, tuple(args.may_change))
+                     args.output, args.keeps, [command] if command else [],
+                     tuple(args.may_change))
 
 
 if __name__ == "__main__":

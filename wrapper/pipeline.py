@@ -1,0 +1,501 @@
+"""The pipeline's stages in one table, and the one runner every Make target calls.
+
+    python -m wrapper.pipeline STAGE...        run stages (all = the whole recipe, in order)
+    python -m wrapper.pipeline --dry-run STAGE print what would run (make -n does this too)
+    python -m wrapper.pipeline --docker-run    run `make TARGET` in the image (make docker-run)
+
+Every setting comes from the ENVIRONMENT, under the Make variable's own name (PIPELINE_VARS):
+Make exports them, so free text (a sentence, a JSON object, a path with quotes in it) never
+passes through a shell line; each command runs from an argument list.
+
+For each stage the table (STAGES) says: which lock it takes (the data directory's outputs,
+one model directory, or none: wrapper/locking.py), its record under DATA_DIR/.stages (None:
+it always runs), the inputs and settings its result depends on, the outputs that must exist,
+the directory it continues rather than replaces (`keeps`, with the JSON keys that may change
+meanwhile), and the command(s) it runs, each with the interpreter it needs. The record logic
+(skip when up to date, resume, refuse to mix two trainings in one model directory) is
+wrapper/stages.py's; every path is wrapper/paths.py's.
+"""
+import argparse
+import atexit
+import collections
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from wrapper import locking, paths, stages
+from wrapper.cli import UserError, fail
+
+# Every variable a stage (or docker-run) reads; Make exports each one (Makefile PIPELINE_VARS,
+# kept equal to this list by a test) and docker-run forwards each one into the container.
+PIPELINE_VARS = (
+    "DATA_DIR", "MODEL_NAME", "PRESET", "HPARAMS_OVERRIDES", "CORPUS", "CORPUS_ENCODING",
+    "DOWNLOAD_BYTES", "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE", "NUM_PROCESSES", "ELECTRA_DIR", "SENTENCE",
+    "TASK", "MODEL", "BASELINE", "SEEDS", "TASK_DATA", "NUM_GPUS")
+
+# The recipe `make all` runs, in order.
+ALL = ("corpus", "vocab", "hparams", "pretrain-data", "pretrain", "convert", "verify")
+
+Command = collections.namedtuple("Command", "argv cwd")
+Command.__new__.__defaults__ = (None,)
+
+Stage = collections.namedtuple("Stage", [
+    "record",      # name of DATA_DIR/.stages/RECORD.done; None: no record, always runs
+    "inputs",      # paths whose content the result depends on (each must exist)
+    "input_list",  # more such paths the command checks itself (CORPUS=a:b)
+    "variables",   # {name: value} the result depends on
+    "outputs",     # paths that must exist for the stage to be up to date
+    "keeps",       # a directory continued rather than replaced (the model directory)
+    "may_change",  # JSON keys of the inputs that may change for `keeps`
+    "commands",    # [Command], run in order; the first failure stops the stage
+    "writes",      # False: writes nothing into DATA_DIR but its record (runs read-only)
+])
+
+
+def stage(record=None, inputs=(), input_list=(), variables=None, outputs=(),
+          keeps=None, may_change=(), commands=(), writes=True):
+    return Stage(record, list(inputs), list(input_list), dict(variables or {}),
+                 list(outputs), keeps, tuple(may_change), list(commands), writes)
+
+
+def settings(environ=None):
+    """{name: value} of every pipeline variable, from the environment ('' when unset)."""
+    environ = os.environ if environ is None else environ
+    return {name: environ.get(name, "") for name in PIPELINE_VARS}
+
+
+def electra_dir(v):
+    """ELECTRA_DIR as an absolute path (empty: ours)."""
+    return os.path.abspath(v["ELECTRA_DIR"]) if v["ELECTRA_DIR"] else paths.ELECTRA_DIR
+
+
+def our_electra_dir(v):
+    return electra_dir(v) == paths.ELECTRA_DIR
+
+
+# ---- the table ------------------------------------------------------------------------------
+
+def corpus_stage(v):
+    d = v["DATA_DIR"]
+    return stage(
+        record="corpus", input_list=[p for p in v["CORPUS"].split(os.pathsep) if p],
+        variables={k: v[k] for k in ("CORPUS", "CORPUS_ENCODING", "TRAIN_SIZE", "NUM_PROCESSES",
+                                     "DOWNLOAD_BYTES")},
+        outputs=[paths.corpus_dir(d)],
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.corpus", "--data-dir", d,
+                           "--corpus", v["CORPUS"], "--corpus-encoding", v["CORPUS_ENCODING"],
+                           "--train-size", v["TRAIN_SIZE"],
+                           "--num-files", v["NUM_PROCESSES"],
+                           "--download-bytes", v["DOWNLOAD_BYTES"]])])
+
+
+def vocab_stage(v):
+    d, vocab = v["DATA_DIR"], v["VOCAB"]
+    if vocab not in ("mbert", "train", "") and not os.path.isfile(vocab):
+        kind = paths.kind_of(vocab)
+        raise UserError("VOCAB=%s is %s; give mbert, train or a path to a WordPiece vocab "
+                        "(one token per line)" % (vocab, "a %s, not a file" % kind if kind else
+                                                  "neither mbert, train nor an existing file"))
+    inputs = ([paths.corpus_dir(d)] if vocab == "train" else
+              [] if vocab in ("mbert", "") else [vocab])
+    return stage(
+        record="vocab", inputs=inputs,
+        variables={"VOCAB": vocab, "VOCAB_SIZE": v["VOCAB_SIZE"] if vocab == "train" else ""},
+        outputs=[paths.vocab_file(d)],
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.vocab", "--data-dir", d,
+                           "--vocab", vocab, "--vocab-size", v["VOCAB_SIZE"]])])
+
+
+def hparams_stage(v):
+    d, preset = v["DATA_DIR"], v["PRESET"]
+    preset_file = os.path.join(paths.HPARAMS_PRESETS_DIR, preset + ".json")
+    return stage(
+        record="hparams", inputs=[paths.vocab_file(d)] + (
+            [preset_file] if preset and os.path.isfile(preset_file) else []),
+        input_list=[] if os.path.isfile(preset_file) else [p for p in [preset] if p],
+        variables={"PRESET": preset, "HPARAMS_OVERRIDES": v["HPARAMS_OVERRIDES"],
+                   "MODEL_NAME": v["MODEL_NAME"], "NUM_GPUS": v["NUM_GPUS"]},
+        outputs=[paths.hparams_file(d)],
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hparams", "--data-dir", d,
+                           "--preset", preset, "--overrides", v["HPARAMS_OVERRIDES"],
+                           "--model-name", v["MODEL_NAME"], "--num-gpus", v["NUM_GPUS"]])])
+
+
+def pretrain_data_stage(v):
+    d, electra = v["DATA_DIR"], electra_dir(v)
+    from wrapper import hparams   # the builder's flags follow from DATA_DIR/hparams.json
+    flags = hparams.builder_flags(d).split()
+    # Our builder takes --seed (reproducible shards); an upstream checkout has no such flag.
+    seed = ["--seed", "1234"] if our_electra_dir(v) else []
+    return stage(
+        record="pretrain-data", inputs=[paths.corpus_dir(d), paths.vocab_file(d)],
+        variables={"builder_flags": " ".join(flags), "NUM_PROCESSES": v["NUM_PROCESSES"],
+                   "ELECTRA_DIR": electra},
+        outputs=[paths.tfrecords_dir(d)],
+        commands=[Command([paths.VENV_PYTHON, os.path.join(electra, "build_pretraining_dataset.py"),
+                           "--corpus-dir", paths.corpus_dir(d), "--vocab-file", paths.vocab_file(d),
+                           "--output-dir", paths.tfrecords_dir(d)] + flags +
+                          ["--num-processes", v["NUM_PROCESSES"]] + seed)])
+
+
+def pretrain_stage(v):
+    d, m, electra = v["DATA_DIR"], v["MODEL_NAME"], electra_dir(v)
+    model_dir = paths.model_dir(d, m)
+    # The reference's trainer is run from its own directory (it imports its modules by name).
+    return stage(
+        record="pretrain-" + m,
+        inputs=[paths.tfrecords_dir(d), paths.vocab_file(d), paths.hparams_file(d)],
+        variables={"MODEL_NAME": m, "ELECTRA_DIR": electra},
+        outputs=[os.path.join(model_dir, "checkpoint")],
+        keeps=model_dir,
+        # Training longer, or on other devices, continues the same model (a checkpoint
+        # written on N replicas resumes on M).
+        may_change=("num_train_steps", "save_checkpoints_steps", "keep_checkpoint_max",
+                    "iterations_per_loop", "num_gpus", "num_cpu_replicas", "use_amp",
+                    "use_xla"),
+        commands=[Command([paths.VENV_PYTHON, "run_pretraining.py",
+                           "--data-dir", os.path.abspath(d), "--model-name", m,
+                           "--hparams", os.path.abspath(paths.hparams_file(d))], cwd=electra)])
+
+
+def convert_stage(v):
+    d, m = v["DATA_DIR"], v["MODEL_NAME"]
+    return stage(
+        record="convert-" + m,
+        inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"), paths.vocab_file(d),
+                paths.hparams_file(d)],
+        outputs=[paths.hf_dir(d, m, "discriminator"), paths.hf_dir(d, m, "generator")],
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.export", "--data-dir", d,
+                           "--model-name", m])])
+
+
+def verify_stage(v):
+    d, m = v["DATA_DIR"], v["MODEL_NAME"]
+    args = ["--data-dir", d, "--model-name", m]
+    # TF logits in .venv, then the comparison in each environment. A read-only model
+    # directory is verified all the same: the logits go to a temporary file instead.
+    produce, compare = [], []
+    if paths.read_only(paths.model_dir(d, m)):
+        scratch = tempfile.mkdtemp(prefix="electra-verify-")
+        atexit.register(shutil.rmtree, scratch, True)
+        logits = os.path.join(scratch, "tf-reference.npz")
+        produce, compare = ["--output", logits], ["--tf-reference", logits]
+    commands = [Command([paths.VENV_PYTHON, "-m", "wrapper.tf_reference"] + args + produce),
+                Command([paths.VENV_PYTHON, "-m", "wrapper.verify"] + args + compare),
+                Command([paths.MODERN_PYTHON, "-m", "wrapper.verify"] + args + compare)]
+    return stage(
+        record="verify-" + m,
+        inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"),
+                os.path.dirname(paths.hf_dir(d, m, "discriminator"))],
+        commands=commands, writes=False)
+
+
+def predict_stage(v):
+    return stage(commands=[Command([
+        paths.VENV_PYTHON, "-m", "wrapper.predict", "--model-dir",
+        paths.hf_dir(v["DATA_DIR"], v["MODEL_NAME"], "discriminator"), v["SENTENCE"]])])
+
+
+def evaluate_stage(v):
+    argv = [paths.MODERN_PYTHON, "-m", "wrapper.evaluate", "--data-dir", v["DATA_DIR"],
+            "--model-name", v["MODEL_NAME"], "--task", v["TASK"]]
+    for name, flag in (("MODEL", "--model"), ("BASELINE", "--baseline"),
+                       ("SEEDS", "--seeds"), ("TASK_DATA", "--task-data")):
+        if v[name]:
+            argv += [flag, v[name]]
+    return stage(commands=[Command(argv)])
+
+
+def conformance_stage(v):
+    argv = [paths.VENV_PYTHON, "-m", "wrapper.conformance"]
+    if not our_electra_dir(v):
+        argv += ["--electra-dir", electra_dir(v)]
+    return stage(commands=[Command(argv)])
+
+
+def tensorboard_stage(v):
+    return stage(commands=[Command([
+        os.path.join(os.path.dirname(paths.VENV_PYTHON), "tensorboard"), "--logdir",
+        paths.model_dir(v["DATA_DIR"], v["MODEL_NAME"])])])
+
+
+# name: (lock, builder). lock: "data" (the data directory's stage outputs, exclusive),
+# "model" (MODEL_NAME's directory exclusive, the data directory's outputs shared), None.
+STAGES = collections.OrderedDict([
+    ("corpus", ("data", corpus_stage)),
+    ("vocab", ("data", vocab_stage)),
+    ("hparams", ("data", hparams_stage)),
+    ("pretrain-data", ("data", pretrain_data_stage)),
+    ("pretrain", ("model", pretrain_stage)),
+    ("convert", ("model", convert_stage)),
+    ("verify", (None, verify_stage)),
+    ("predict", (None, predict_stage)),
+    ("evaluate", (None, evaluate_stage)),
+    ("conformance", (None, conformance_stage)),
+    ("tensorboard", (None, tensorboard_stage)),
+])
+NEEDS_DATA_DIR = set(STAGES) - {"conformance"}
+NEEDS_MODEL_NAME = {"hparams", "pretrain", "convert", "verify", "predict", "evaluate",
+                    "tensorboard"}
+
+
+# ---- the runner -----------------------------------------------------------------------------
+
+def check_settings(name, v):
+    """Refuses settings no stage could use, in one line, before any lock or work."""
+    if name in NEEDS_DATA_DIR:
+        if not v["DATA_DIR"]:
+            raise UserError("DATA_DIR is empty; give a directory, e.g. DATA_DIR=./data")
+        paths.check_directory(v["DATA_DIR"], "DATA_DIR")
+    if name in NEEDS_MODEL_NAME or STAGES[name][0] == "model":
+        paths.check_model_name(v["MODEL_NAME"])
+    if name in ("pretrain-data", "pretrain", "conformance") and v["ELECTRA_DIR"]:
+        paths.check_directory(v["ELECTRA_DIR"], "ELECTRA_DIR", must_exist=True)
+
+
+def show(command):
+    text = " ".join(shlex.quote(a) for a in command.argv)
+    return "cd %s && %s" % (shlex.quote(command.cwd), text) if command.cwd else text
+
+
+def take_locks(name, v, stack):
+    """Takes stage `name`'s locks until `stack` closes; its commands inherit them."""
+    kind = STAGES[name][0]
+    if kind is None:
+        return
+    for path, what, shared in locking.stage_locks(
+            v["DATA_DIR"], v["MODEL_NAME"] if kind == "model" else None):
+        lock = stack.enter_context(locking.held(
+            path, what, shared=shared, label="make %s" % name,
+            command="python -m wrapper.pipeline %s" % name))
+        if lock.fd is not None:
+            # The commands inherit the lock: it lasts as long as they do, even if this
+            # runner is killed first (stages.py stops them then, but a training may take a
+            # moment to stop).
+            os.set_inheritable(lock.fd, True)
+
+
+def run_one(name, v, dry_run=False):
+    """Runs stage `name` under its lock; returns the exit status of its command(s)."""
+    check_settings(name, v)
+    if dry_run:
+        try:
+            s = STAGES[name][1](v)
+        except UserError as e:     # pretrain-data before hparams: flags not known yet
+            print("%s: (not known yet: %s)" % (name, e))
+            return 0
+        print("%s: lock %s; record %s" % (name, STAGES[name][0] or "none",
+                                          s.record or "none"))
+        for command in s.commands:
+            print("  " + show(command))
+        return 0
+    with contextlib.ExitStack() as stack:
+        take_locks(name, v, stack)
+        s = STAGES[name][1](v)
+        for path in s.inputs:
+            if not os.path.exists(path):
+                raise UserError("%s needs %s, which is missing; run the stage that writes it "
+                                "first (make all runs every stage in order)"
+                                % (s.record or name, path))
+        if s.record is None:
+            return stages.run_commands(s.commands)
+        return stages.run_stage(s.record, v["DATA_DIR"], s.inputs + s.input_list, s.variables,
+                                s.outputs, s.keeps, s.commands, s.may_change, s.writes)
+
+
+def run_stages(names, v, dry_run=False, headers=False):
+    """Runs stages in order; stops at the first that fails (its one error line printed)."""
+    for name in names:
+        if headers:
+            print("== make %s" % name)
+            sys.stdout.flush()
+        try:
+            status = run_one(name, v, dry_run)
+        except UserError as e:
+            sys.stdout.flush()
+            sys.stderr.write("%s: error: %s\n" % (name, e))
+            return 2
+        if status:
+            return status
+    return 0
+
+
+def text_packages(dry_run):
+    """Installs Debian's Spanish text when it can (wrapper/text_packages.py), else says how."""
+    command = Command([paths.VENV_PYTHON, "-m", "wrapper.text_packages"])
+    if dry_run:
+        print("  " + show(command))
+        return 0
+    return stages.run_commands([command])
+
+
+def demo_settings(v, environ):
+    """make demo's settings (DEMO_* and DEBIAN_* from the Makefile). Its text: CORPUS= when
+    given, else Debian's Spanish text (what of it is installed), else an OpenSubtitles slice."""
+    debian = [p for p in (environ.get("DEBIAN_FORTUNES", ""), environ.get("DEBIAN_REFERENCE", ""))
+              if p and os.path.exists(p)]
+    corpus = v["CORPUS"] or os.pathsep.join(debian)
+    demo = dict(v)
+    demo.update({
+        "DATA_DIR": environ.get("DEMO_DATA_DIR") or os.path.join(v["DATA_DIR"], "demo"),
+        "CORPUS": corpus, "DOWNLOAD_BYTES": "" if corpus else "4000000",
+        "TRAIN_SIZE": environ.get("DEMO_TRAIN_SIZE", v["TRAIN_SIZE"]),
+        "VOCAB": "train", "VOCAB_SIZE": environ.get("DEMO_VOCAB_SIZE", "4000"),
+        "PRESET": "demo-cpu"})
+    return demo
+
+
+def run_demo(v, environ, dry_run=False):
+    started = time.time()
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    status = text_packages(dry_run)
+    demo = demo_settings(v, environ)     # after text_packages: it may install Debian's text
+    if dry_run:
+        print("demo: " + " ".join("%s=%s" % (k, shlex.quote(demo[k])) for k in (
+            "DATA_DIR", "CORPUS", "DOWNLOAD_BYTES", "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE",
+            "PRESET")))
+    status = status or run_stages(ALL + ("predict",), demo, dry_run, headers=True)
+    if status == 0 and not dry_run:
+        print("Hugging Face model (ElectraForPreTraining): %s" % os.path.abspath(
+            paths.hf_dir(demo["DATA_DIR"], demo["MODEL_NAME"], "discriminator")))
+        print("make demo: done in %d s" % (time.time() - started))
+    return status
+
+
+# ---- docker-run -----------------------------------------------------------------------------
+
+CONTAINER_DATA_DIR = "/workspace/data"
+CONTAINER_ELECTRA_DIR = "/workspace/electra"
+CONTAINER_CORPUS_DIR = "/workspace/corpus"
+
+
+def docker_command(v, environ, tty):
+    """`docker run ... make TARGET` with every pipeline variable the user gave forwarded as
+    `-e NAME=VALUE` (one argument each: no shell ever sees the values; the image's make has the
+    same defaults, and a default forwarded would count as given there). Host paths the
+    container needs are mounted and their variables renamed to where they are mounted."""
+    if not v["DATA_DIR"]:
+        raise UserError("DATA_DIR is empty; give the host directory to mount")
+    paths.check_directory(v["DATA_DIR"], "DATA_DIR")
+    target = environ.get("TARGET") or "help"
+    if not re.match(r"[a-z0-9][a-z0-9-]*\Z", target):
+        raise UserError("TARGET=%r is not a make target; e.g. TARGET=pretrain (make help lists "
+                        "them)" % target)
+    argv = ["docker", "run", "--rm"] + (["-it"] if tty else [])
+    gpu = environ.get("GPU", "1")
+    if gpu not in ("0", "1"):
+        raise UserError("GPU must be 1 (use the GPU: --gpus all) or 0 (a CPU-only host), "
+                        "got %r" % gpu)
+    if gpu == "1":
+        # A GPU host that trains on the CPU (CUDA not found in the image) stops at once.
+        argv += ["--gpus", "all", "-e", "REQUIRE_GPU=" + environ.get("REQUIRE_GPU", "1")]
+    if environ.get("TF_CONFIG"):
+        # Several hosts (tf.distribute's TF_CONFIG): the workers reach each other on the
+        # host's own addresses and ports.
+        argv += ["--network", "host", "-e", "TF_CONFIG=" + environ["TF_CONFIG"]]
+    for name in ("ELECTRA_DIR", "CORPUS"):
+        for path in v[name].split(os.pathsep) if name == "CORPUS" else [v[name]]:
+            if path and not os.path.exists(path):
+                raise UserError("%s=%s: no such file or directory (it is mounted into the "
+                                "container)" % (name, path))
+    given = environ.get("PIPELINE_GIVEN")     # set by make; else: what the environment holds
+    given = set(given.split() if given is not None else [n for n in PIPELINE_VARS
+                                                          if n in environ])
+    given.add("DATA_DIR")
+    forwarded = dict(v, DATA_DIR=CONTAINER_DATA_DIR)
+    mounts = [(os.path.abspath(v["DATA_DIR"]), CONTAINER_DATA_DIR, "")]
+    given.discard("ELECTRA_DIR")              # the image's own copy, unless another is given
+    if not our_electra_dir(v):
+        mounts.append((electra_dir(v), CONTAINER_ELECTRA_DIR, ":ro"))
+        forwarded["ELECTRA_DIR"] = CONTAINER_ELECTRA_DIR
+        given.add("ELECTRA_DIR")
+    corpus = []
+    for i, path in enumerate(p for p in v["CORPUS"].split(os.pathsep) if p):
+        inside = "%s/%d/%s" % (CONTAINER_CORPUS_DIR, i, os.path.basename(path.rstrip("/")))
+        mounts.append((os.path.abspath(path), inside, ":ro"))
+        corpus.append(inside)
+    forwarded["CORPUS"] = os.pathsep.join(corpus)
+    for host, inside, mode in mounts:
+        # --mount's CSV syntax would need quoting of commas; -v splits on ':' only.
+        if ":" in host:
+            raise UserError("docker cannot mount a path holding ':' (%s); rename it" % host)
+        argv += ["-v", "%s:%s%s" % (host, inside, mode)]
+    for name in PIPELINE_VARS:
+        if name in given:
+            argv += ["-e", "%s=%s" % (name, forwarded[name])]
+    return argv + [environ.get("DOCKER_IMAGE") or "electra-spanish:tf1.15.5-gpu",
+                   "make", target]
+
+
+def docker_run(v, environ, dry_run=False):
+    argv = docker_command(v, environ, tty=sys.stdin.isatty() and sys.stdout.isatty())
+    if dry_run:
+        print(" ".join(shlex.quote(a) for a in argv))
+        return 0
+    os.makedirs(v["DATA_DIR"], exist_ok=True)   # else docker would make it, owned by root
+    try:
+        status = subprocess.call(argv)
+    except OSError as e:
+        raise UserError("cannot run docker: %s; install Docker (and nvidia-container-toolkit "
+                        "for the GPU)" % (e.strerror or e))
+    if status != 0:
+        sys.stderr.write("docker-run: error: docker exited with status %d\n" % status)
+    return 1 if status < 0 else status
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+def make_dry_run(environ):
+    """True under `make -n` (the recipe line is marked `+` so that this runner is asked)."""
+    words = environ.get("MAKEFLAGS", "").split()
+    flags = words[0] if words and not words[0].startswith("-") and "=" not in words[0] else ""
+    return any(flag in flags for flag in "ntq")   # -t and -q must not run a stage either
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m wrapper.pipeline",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("stage", nargs="*", help="stages to run: %s, all, demo"
+                        % ", ".join(STAGES))
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--docker-run", action="store_true",
+                        help="run `make $TARGET` in the Docker image (make docker-run)")
+    args = parser.parse_args(argv)
+    environ = os.environ
+    v = settings(environ)
+    dry_run = args.dry_run or make_dry_run(environ)
+    program = "docker-run" if args.docker_run else (args.stage[0] if args.stage else "pipeline")
+    try:
+        if args.docker_run:
+            return docker_run(v, environ, dry_run)
+        if not args.stage:
+            raise UserError("name a stage: %s, all or demo" % ", ".join(STAGES))
+        for name in args.stage:
+            if name not in STAGES and name not in ("all", "demo"):
+                raise UserError("unknown stage %r; choose one of %s, all, demo"
+                                % (name, ", ".join(STAGES)))
+        if args.stage == ["demo"]:
+            return run_demo(v, environ, dry_run)
+        if args.stage == ["pretrain"] and v["NUM_GPUS"]:
+            # NUM_GPUS=N goes into hparams.json (num_gpus), which pretrain then reads.
+            return run_stages(["hparams", "pretrain"], v, dry_run)
+        if args.stage == ["all"]:
+            return run_stages(ALL, v, dry_run, headers=True)
+        if len(args.stage) == 1:
+            return run_one(args.stage[0], v, dry_run)
+        return run_stages(args.stage, v, dry_run)
+    except UserError as e:
+        sys.stdout.flush()
+        fail(program, str(e))
+    except KeyboardInterrupt:
+        fail(program, "interrupted", status=130)
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)
