@@ -2,7 +2,6 @@
 between the fast and the plain path, safe with the output directory, clear on bad input."""
 import gzip
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ import time
 import pytest
 
 from conftest import CONFORMANCE, DEBIAN_REFERENCE_TXT, ELECTRA_DIR, PY, VOCAB_8K, run
+from wrapper import conformance
 
 sys.path.insert(0, ELECTRA_DIR)
 import tfrecord_io  # noqa: E402
@@ -35,14 +35,6 @@ def shard_bytes(directory):
         with open(os.path.join(str(directory), name), "rb") as f:
             result[name] = hashlib.sha256(f.read()).hexdigest()
     return result
-
-
-@pytest.fixture(scope="module")
-def digest_module():
-    spec = importlib.util.spec_from_file_location("digest", os.path.join(CONFORMANCE, "digest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +60,7 @@ def mixed_corpus(tmp_path_factory, debian_fortunes_dir):
 # ---- equal to the reference ------------------------------------------------------------
 
 @pytest.mark.parametrize("processes,tokenizer", [(1, "fast"), (2, "fast"), (2, "plain")])
-def test_reference_shards(processes, tokenizer, tmp_path, fortunes_dir, digest_module):
+def test_reference_shards(processes, tokenizer, tmp_path, fortunes_dir):
     golden_path = os.path.join(CONFORMANCE, "builder",
                                "fortunes-seq128-cased-seed1234-p%d.json" % processes)
     with open(golden_path) as f:
@@ -76,7 +68,7 @@ def test_reference_shards(processes, tokenizer, tmp_path, fortunes_dir, digest_m
     out = tmp_path / "out"
     proc = build(fortunes_dir, out, "--max-seq-length", 128, "--no-lower-case",
                  "--num-processes", processes, "--seed", 1234, "--tokenizer", tokenizer)
-    got = digest_module.digest(str(out), full=True)
+    got = conformance.shard_digests(str(out))   # the reference's digest format
     assert got["examples"] == golden["examples"]
     assert got["shards"] == golden["shards"]
     assert "processed 24/24 files" in proc.stdout

@@ -5,7 +5,8 @@ Command line (the flags of the community converter script the tutorial used):
     python -m wrapper.convert --tf_checkpoint_path CKPT --electra_config_file CONFIG \
         --pytorch_dump_path OUT/pytorch_model.bin [--discriminator_or_generator generator]
 
-writes the weights and config.json beside them. Unlike the tutorial's converters the mapping
+writes the weights, model.safetensors (the same weights, as `make convert` writes them) and
+config.json beside them. Unlike the tutorial's converters the mapping
 is strict: every checkpoint tensor of the chosen network is placed exactly once, every model
 parameter is set, optimizer slots and global_step are skipped by rule, and anything else (an
 unknown tensor, a shape that contradicts the config, a parameter with no tensor) stops the
@@ -291,13 +292,12 @@ def convert(prefix, config, network, what="the config"):
 def write_model(out_dir, model, arrays, config, network, safetensors=False):
     """config.json, pytorch_model.bin (and model.safetensors) into an existing directory."""
     import torch
-    from wrapper import safetensors_format
+    from safetensors.numpy import save_file
     fsutil.atomic_write_text(os.path.join(out_dir, CONFIG_NAME),
                              json.dumps(clean_config(config, network), indent=2) + "\n")
     torch.save(model.state_dict(), os.path.join(out_dir, WEIGHTS_NAME))
     if safetensors:
-        safetensors_format.save(arrays, os.path.join(out_dir, SAFETENSORS_NAME),
-                                metadata={"format": "pt"})
+        save_file(arrays, os.path.join(out_dir, SAFETENSORS_NAME), metadata={"format": "pt"})
 
 
 # ---- command line ----------------------------------------------------------------------
@@ -324,17 +324,21 @@ def main(argv=None):
     weights_name = os.path.basename(args.pytorch_dump_path)
     if not weights_name:
         raise UserError("--pytorch_dump_path must name a file, e.g. OUT/pytorch_model.bin")
+    if weights_name in (CONFIG_NAME, SAFETENSORS_NAME):
+        raise UserError("--pytorch_dump_path names %s, which the converter writes beside the "
+                        "weights; name the weights file, e.g. OUT/pytorch_model.bin" % weights_name)
     network = args.discriminator_or_generator
-    owned = {weights_name, CONFIG_NAME}
+    owned = {weights_name, CONFIG_NAME, SAFETENSORS_NAME}
     fsutil.refuse_foreign(out_dir, lambda rel: rel in owned, "output directory")
     config = load_config_file(args.electra_config_file)
     model, arrays = convert(prefix, config, network, what=args.electra_config_file)
     with fsutil.atomic_output_dir(out_dir, owned=lambda rel: rel in owned) as partial:
-        write_model(partial, model, arrays, config, network)
+        write_model(partial, model, arrays, config, network, safetensors=True)
         if weights_name != WEIGHTS_NAME:
             os.rename(os.path.join(partial, WEIGHTS_NAME), os.path.join(partial, weights_name))
-    print("converted %s of %s: %d tensors -> %s (+ %s)"
-          % (network, prefix, len(arrays), args.pytorch_dump_path, CONFIG_NAME))
+    print("converted %s of %s: %d tensors -> %s (+ %s, %s)"
+          % (network, prefix, len(arrays), args.pytorch_dump_path, SAFETENSORS_NAME,
+             CONFIG_NAME))
     return 0
 
 

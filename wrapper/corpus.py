@@ -19,7 +19,13 @@ line, and the builder packs consecutive lines into segments anyway. What a docum
 OpenSubtitles' mono file has no blank lines: it is one long stream of subtitles, as it was
 for the tutorial (a single document).
 
-Invalid UTF-8 bytes are dropped and counted (the reference builder would die on them).
+Text that is not UTF-8 is refused before it is trained on: a file holding NUL bytes (a
+binary file, or UTF-16), or one whose invalid UTF-8 bytes exceed MAX_INVALID_SHARE of what was
+read of it (fortunes-es and debian-reference-es, 2 MB, have none; the same Spanish text saved
+as Latin-1 or CP1252 has 1.2-2.8%, one byte per accented letter). When those bytes read as
+Spanish in Latin-1/CP1252 the error says so and gives the iconv command; CORPUS_ENCODING=latin1
+(or cp1252, any single-byte encoding Python knows) reads such text as it is. The odd stray
+invalid byte is still dropped and counted (the reference builder would die on it).
 The text is split into K files (K = builder processes, so all of them work), cut at document
 boundaries so that the files have about the same size; a document longer than one file's
 share (OpenSubtitles) is cut between lines. DATA_DIR/corpus is written aside and renamed into
@@ -27,6 +33,8 @@ place when complete; the statistics are printed and saved in DATA_DIR/corpus-sta
 """
 import argparse
 import codecs
+import collections
+import errno
 import gzip
 import json
 import os
@@ -36,7 +44,7 @@ import time
 import zlib
 
 from wrapper import download, paths
-from wrapper.cli import UserError, run_main
+from wrapper.cli import UserError, positive_int, run_main
 from wrapper.fsutil import atomic_output_dir, atomic_write_text
 
 TEXT_SUFFIXES = (".txt", ".gz", ".fortunes")
@@ -45,25 +53,127 @@ DOCUMENT_SEPARATORS = ("%",)
 DEFAULT_TRAIN_SIZE = 1000000
 SLICE_MARK = ".first-"    # in the name of a downloaded slice, whose gzip stream is cut short
 
+# A file is refused when more than this share of the bytes read from it are invalid in its
+# encoding (and at least MIN_INVALID_TO_REFUSE of them): real UTF-8 corpora have none
+# (fortunes-es, debian-reference-es: 0 of 2,045,941 bytes), a Latin-1 Spanish text 1.2-2.8%.
+MAX_INVALID_SHARE = 0.001
+MIN_INVALID_TO_REFUSE = 10
+CHECK_EVERY_BYTES = 1 << 20        # a large file is judged on its first MB, then every MB
+# What invalid UTF-8 bytes of Spanish text are when the text was saved as Latin-1 / CP1252.
+SPANISH_8BIT = set("áéíóúüñÁÉÍÓÚÜÑ¿¡«»ºªçÇàèìòùâêîôûäëïö°·€“”‘’–—…".encode("cp1252"))
+CP1252_ONLY = set(range(0x80, 0xa0))   # C1 controls in Latin-1, printable in CP1252
+DEFAULT_ENCODING = "utf-8"
+
+
+class _Scan(object):
+    """What was read of one input file: bytes, the invalid ones by value, the first bad line."""
+
+    def __init__(self, path, encoding):
+        self.path, self.encoding = path, encoding
+        self.bytes = 0
+        self.invalid = 0
+        self.invalid_values = collections.Counter()
+        self.first_bad_line = None      # (line number, raw bytes)
+        self.next_check = CHECK_EVERY_BYTES
+        self.non_ascii_lines = 0        # under another encoding: lines that are valid UTF-8
+        self.utf8_lines = 0             # with non-ASCII bytes / all lines with non-ASCII bytes
+
+
+_scan = [None]
 _dropped = [0]
 
 
 def _count_and_drop(error):
-    _dropped[0] += error.end - error.start
+    bad = error.object[error.start:error.end]
+    _dropped[0] += len(bad)
+    scan = _scan[0]
+    if scan is not None:
+        scan.invalid += len(bad)
+        scan.invalid_values.update(bad)
     return "", error.end
 
 
 codecs.register_error("electra_count_drop", _count_and_drop)
 
 
-def positive_int(text, name):
+def check_encoding(name):
+    """The codec name for CORPUS_ENCODING: UTF-8 or a single-byte ASCII-compatible encoding
+    (lines are cut at the byte \\n, so UTF-16 and the like cannot be read line by line)."""
+    name = (name or "").strip() or DEFAULT_ENCODING
     try:
-        value = int(str(text).strip())
-    except ValueError:
-        value = 0
-    if value <= 0 or str(text).strip().startswith("+"):
-        raise UserError("%s must be a positive integer, got %r" % (name, text))
-    return value
+        codec = codecs.lookup(name)
+    except LookupError:
+        raise UserError("CORPUS_ENCODING=%s: unknown encoding; use utf-8 (the default), latin1 "
+                        "or cp1252" % name)
+    if codec.name == "utf-8":
+        return codec.name
+    ascii_kept = bytes(range(128)).decode(codec.name, "replace") == bytes(range(128)).decode()
+    single_byte = len(bytes(range(256)).decode(codec.name, "replace")) == 256
+    if not (ascii_kept and single_byte):
+        raise UserError("CORPUS_ENCODING=%s is not a single-byte encoding that keeps ASCII; "
+                        "convert the text first: iconv -f %s -t utf-8 FILE > FILE.utf8"
+                        % (name, name))
+    return codec.name
+
+
+def _share(part, whole):
+    return "%.2f%%" % (100.0 * part / max(whole, 1))
+
+
+def _looks_utf16(raw):
+    """UTF-16 with a byte-order mark, or ASCII-range text with a NUL in every other byte
+    (a binary file has NULs at both parities)."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    even, odd = raw[0::2], raw[1::2]
+    return len(raw) >= 8 and min(even.count(0), odd.count(0)) < 0.05 * len(odd) and \
+        max(even.count(0), odd.count(0)) > 0.9 * len(odd)
+
+
+def refuse_nul(path, line_number, raw):
+    if _looks_utf16(raw):
+        raise UserError("%s is UTF-16 text (NUL bytes between the letters), not UTF-8; convert "
+                        "it: iconv -f utf-16 -t utf-8 %s > %s.utf8, then CORPUS=%s.utf8"
+                        % (path, path, path, path))
+    raise UserError("%s holds NUL bytes (first on line %d): it is not text (a binary file?); "
+                    "give plain-text files: CORPUS=path/to/text.txt, .gz or a directory of them"
+                    % (path, line_number))
+
+
+def check_invalid_share(scan, final):
+    """Refuses `scan`'s file when its invalid bytes are far above a real corpus's share."""
+    if scan.invalid < MIN_INVALID_TO_REFUSE or scan.invalid <= MAX_INVALID_SHARE * scan.bytes:
+        return
+    if not final and scan.bytes < scan.next_check:
+        return
+    scan.next_check = scan.bytes + CHECK_EVERY_BYTES
+    what = "%s is not %s text: %d of the %d bytes read (%s; real corpora have none, the limit " \
+           "is %s) are invalid in %s" % (
+               scan.path, "UTF-8" if scan.encoding == "utf-8" else scan.encoding, scan.invalid,
+               scan.bytes, _share(scan.invalid, scan.bytes), _share(MAX_INVALID_SHARE, 1),
+               "UTF-8" if scan.encoding == "utf-8" else scan.encoding)
+    spanish = sum(n for value, n in scan.invalid_values.items() if value in SPANISH_8BIT)
+    if scan.encoding == "utf-8" and spanish >= 0.9 * scan.invalid:
+        legacy = "cp1252" if any(v in CP1252_ONLY for v in scan.invalid_values) else "latin1"
+        number, raw = scan.first_bad_line
+        example = " ".join(raw.decode("cp1252", "replace").split())[:60]
+        raise UserError("%s; they read as Spanish text saved as %s (line %d: %r); convert it: "
+                        "iconv -f %s -t utf-8 %s > %s.utf8 and use CORPUS=%s.utf8, or read it as "
+                        "it is with CORPUS_ENCODING=%s"
+                        % (what, "CP1252" if legacy == "cp1252" else "Latin-1", number,
+                           example, legacy, scan.path, scan.path, scan.path, legacy))
+    raise UserError("%s; is it a text file? give UTF-8 text (iconv -f ENCODING -t utf-8 converts "
+                    "it) or name its encoding with CORPUS_ENCODING=" % what)
+
+
+def check_not_utf8_read_as_legacy(scan):
+    """CORPUS_ENCODING=latin1 on a file that is valid UTF-8 would turn 'ó' into 'Ã³'."""
+    if scan.encoding != "utf-8" and scan.non_ascii_lines >= 3 and \
+            scan.utf8_lines == scan.non_ascii_lines:
+        raise UserError("%s is UTF-8 text (all of its %d lines with accented letters are valid "
+                        "UTF-8), but CORPUS_ENCODING=%s would read 'corazón' as 'corazÃ³n'; "
+                        "leave CORPUS_ENCODING empty" % (scan.path, scan.non_ascii_lines,
+                                                         scan.encoding))
 
 
 def list_sources(corpus):
@@ -80,8 +190,11 @@ def list_sources(corpus):
             files.extend(found)
         elif os.path.isfile(path):
             files.append(path)
-        else:
+        elif paths.kind_of(path) is None:
             raise UserError("CORPUS=%s: no such file or directory" % path)
+        else:   # a FIFO would block the read: say what it is
+            raise UserError("CORPUS=%s is a %s; give a text file (.txt, .gz) or a directory"
+                            % (path, paths.kind_of(path)))
     seen, unique = set(), []
     for f in files:   # fortunes-es ships NAME.u8 links to NAME: read each file once
         real = os.path.realpath(f)
@@ -99,23 +212,44 @@ def _open_binary(path):
     return open(path, "rb")
 
 
-def read_documents(sources, train_size, stats, progress=None):
+def read_documents(sources, train_size, stats, progress=None, encoding=DEFAULT_ENCODING):
     """Yields lists of normalized lines (documents) from the first `train_size` input lines.
 
-    Counts the input lines read in stats["input_lines"].
+    Counts the input lines read in stats["input_lines"], and the invalid bytes dropped per
+    file in stats["invalid_bytes_by_file"]; refuses a file that is not text (see the top).
     """
     stats["input_lines"] = 0
+    stats["invalid_bytes_by_file"] = {}
+    legacy = encoding != "utf-8"
     for path in sources:
         document = []
+        scan = _scan[0] = _Scan(path, encoding)
+        line_number = 0
         try:
             with _open_binary(path) as f:
                 for raw in f:
                     if stats["input_lines"] >= train_size:
                         break
                     stats["input_lines"] += 1
+                    line_number += 1
                     if progress and stats["input_lines"] % 20000 == 0:
                         progress(stats["input_lines"])
-                    line = raw.decode("utf-8", "electra_count_drop").strip().lstrip("\ufeff")
+                    if b"\0" in raw:
+                        refuse_nul(path, line_number, raw)
+                    scan.bytes += len(raw)
+                    before = scan.invalid
+                    line = raw.decode(encoding, "electra_count_drop").strip().lstrip("\ufeff")
+                    if scan.invalid != before:
+                        if scan.first_bad_line is None:
+                            scan.first_bad_line = (line_number, raw)
+                        check_invalid_share(scan, final=False)
+                    if legacy and not raw.isascii():
+                        scan.non_ascii_lines += 1
+                        try:
+                            raw.decode("utf-8")
+                            scan.utf8_lines += 1
+                        except UnicodeDecodeError:
+                            pass
                     if not line or line in DOCUMENT_SEPARATORS:
                         if document:
                             yield document
@@ -132,14 +266,63 @@ def read_documents(sources, train_size, stats, progress=None):
         except (OSError, zlib.error) as e:
             raise UserError("cannot read %s: %s (a truncated or corrupt file? for the "
                             "download, remove it and run again)" % (path, e))
+        finally:
+            _scan[0] = None
+        check_invalid_share(scan, final=True)
+        check_not_utf8_read_as_legacy(scan)
+        if scan.invalid:
+            stats["invalid_bytes_by_file"][path] = scan.invalid
         if document:
             yield document
         if stats["input_lines"] >= train_size:
             break
 
 
-def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr):
+def source_bytes(sources):
+    """The text size of the sources (a .gz file's by its trailer, which holds it mod 4 GB)."""
+    total = 0
+    for path in sources:
+        size = os.path.getsize(path)
+        if path.endswith(".gz") and size >= 18:
+            with open(path, "rb") as f:
+                f.seek(-4, os.SEEK_END)
+                size = max(size, int.from_bytes(f.read(4), "little"))
+        total += size
+    return total
+
+
+def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
+    """UserError for a write that failed for lack of space (ENOSPC, EDQUOT); None otherwise."""
+    if not isinstance(error, OSError) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    try:
+        fs = os.statvfs(directory)
+        free = " (%s free of %s)" % (download.human_bytes(fs.f_bavail * fs.f_frsize),
+                                     download.human_bytes(fs.f_blocks * fs.f_frsize))
+    except OSError:
+        free = ""
+    return UserError("%s writing %s in %s%s%s; free some space there or choose another "
+                     "DATA_DIR" % ("disk quota exceeded" if error.errno == errno.EDQUOT
+                                   else "no space left on the device", what, directory, free,
+                                   "; it needs up to %s" % download.human_bytes(needed_bytes)
+                                   if needed_bytes else ""))
+
+
+def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr,
+                 encoding=DEFAULT_ENCODING):
     """Normalizes `sources` into `out_dir`/part-*.txt; returns the statistics."""
+    # The text is written twice at the peak (the whole, then its parts) and never grows.
+    needed = 2 * source_bytes(sources)
+    try:
+        return _write_corpus(sources, out_dir, train_size, num_files, log, encoding)
+    except OSError as e:
+        full = disk_full_error(e, os.path.dirname(os.path.abspath(out_dir)), needed)
+        if full is None:
+            raise
+        raise full
+
+
+def _write_corpus(sources, out_dir, train_size, num_files, log, encoding):
     _dropped[0] = 0
     started = time.time()
 
@@ -158,7 +341,7 @@ def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr):
     whole = os.path.join(out_dir, ".all.txt")
     doc_bytes, lines, counts = [], 0, {}
     with open(whole, "w", encoding="utf-8") as out:
-        for document in read_documents(sources, train_size, counts, progress):
+        for document in read_documents(sources, train_size, counts, progress, encoding):
             text = "\n".join(document) + "\n"
             out.write(text + "\n")
             doc_bytes.append(len(text.encode("utf-8")))
@@ -168,6 +351,8 @@ def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr):
         "input_lines": counts["input_lines"],
         "lines": lines, "documents": len(doc_bytes), "bytes": sum(doc_bytes),
         "dropped_invalid_bytes": _dropped[0],
+        "invalid_bytes_by_file": counts["invalid_bytes_by_file"],
+        "encoding": encoding,
     }
     if not doc_bytes:
         os.remove(whole)
@@ -215,12 +400,14 @@ def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr):
 
 def format_stats(stats):
     return ("corpus: %(lines)d lines in %(documents)d documents, %(bytes)d bytes, "
-            "%(dropped_invalid_bytes)d invalid UTF-8 bytes dropped, %(files)d files "
-            "(from %(input_lines)d input lines)" % stats)
+            "%(dropped_invalid_bytes)d invalid %(what)s bytes dropped, %(files)d files "
+            "(from %(input_lines)d input lines)"
+            % dict(stats, what="UTF-8" if stats.get("encoding", "utf-8") == "utf-8"
+                   else stats["encoding"]))
 
 
 def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES_URL,
-          download_bytes=None):
+          download_bytes=None, encoding=DEFAULT_ENCODING):
     if corpus:
         sources = list_sources(corpus)
     else:
@@ -233,13 +420,19 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
     with atomic_output_dir(paths.corpus_dir(data_dir),
                            lambda rel: PART_NAME.match(rel) is not None,
                            what="corpus directory") as out_dir:
-        stats = write_corpus(sources, out_dir, train_size, num_files)
+        stats = write_corpus(sources, out_dir, train_size, num_files, encoding=encoding)
         # The stats beside corpus/ describe the old corpus until rewritten below: remove them
         # before the new corpus takes its place, so a kill in between leaves none, not wrong ones.
         if os.path.exists(paths.corpus_stats_file(data_dir)):
             os.remove(paths.corpus_stats_file(data_dir))
     stats["corpus_dir"] = paths.corpus_dir(data_dir)
-    atomic_write_text(paths.corpus_stats_file(data_dir), json.dumps(stats, indent=2) + "\n")
+    try:
+        atomic_write_text(paths.corpus_stats_file(data_dir), json.dumps(stats, indent=2) + "\n")
+    except OSError as e:
+        full = disk_full_error(e, os.path.abspath(data_dir), what="the corpus statistics")
+        if full is None:
+            raise
+        raise full
     print(format_stats(stats))
     print("corpus: wrote %s (stats: %s)" % (paths.corpus_dir(data_dir),
                                              paths.corpus_stats_file(data_dir)))
@@ -259,14 +452,21 @@ def main(argv=None):
     parser.add_argument("--url", default=download.OPENSUBTITLES_ES_URL)
     parser.add_argument("--download-bytes", default="",
                         help="download only the first N bytes (a slice); empty: all")
+    parser.add_argument("--corpus-encoding", default=os.environ.get("CORPUS_ENCODING", ""),
+                        help="encoding of the CORPUS files: utf-8 (default) or a single-byte "
+                             "one such as latin1 or cp1252 (default: $CORPUS_ENCODING)")
     args = parser.parse_args(argv)
+    encoding = check_encoding(args.corpus_encoding)
     train_size = positive_int(args.train_size, "TRAIN_SIZE")
     num_files = positive_int(args.num_files, "NUM_PROCESSES")
     download_bytes = positive_int(args.download_bytes, "DOWNLOAD_BYTES") \
         if args.download_bytes.strip() else None
     os.makedirs(args.data_dir, exist_ok=True)
+    if encoding != DEFAULT_ENCODING and not args.corpus.strip():
+        raise UserError("CORPUS_ENCODING=%s applies to a local CORPUS; OpenSubtitles is UTF-8: "
+                        "leave CORPUS_ENCODING empty" % args.corpus_encoding)
     build(args.data_dir, args.corpus.strip(), train_size, num_files, url=args.url,
-          download_bytes=download_bytes)
+          download_bytes=download_bytes, encoding=encoding)
 
 
 if __name__ == "__main__":

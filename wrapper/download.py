@@ -7,6 +7,7 @@ file is never taken as complete. Offline, the connection fails within CONNECT_TI
 and the error says how to use a local corpus instead.
 """
 import argparse
+import errno
 import os
 import socket
 import sys
@@ -128,17 +129,51 @@ def download(url, dest, timeout=CONNECT_TIMEOUT_S, label=None, max_bytes=None):
                     chunk = chunk[:max_bytes - done]   # a server that ignored Range
                 if not chunk:
                     break
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                    if total is not None and done + len(chunk) >= total:
+                        out.flush()         # the last bytes fail here, not in close()
+                except OSError as e:
+                    raise _disk_full(e, out, done, total) or e
                 done += len(chunk)
                 progress.update(done)
-            out.flush()
-            os.fsync(out.fileno())
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as e:
+                raise _disk_full(e, out, done, total) or e
         progress.update(done, final=True)
     if total is not None and done != total:
         raise UserError("download of %s ended at %d of %d bytes; run the same command again "
                         "to resume" % (url, done, total))
     os.replace(part, dest)
     return dest
+
+
+def _disk_full(error, out, done, total):
+    """UserError for a download that ran out of space (the .part file is kept to resume)."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    try:
+        out.close()          # its buffer cannot be written either; closing must not raise again
+    except OSError:
+        pass
+    directory = os.path.dirname(os.path.abspath(out.name))
+    try:
+        done = os.path.getsize(out.name)     # what reached the disk, where a rerun resumes
+    except OSError:
+        pass
+    try:
+        fs = os.statvfs(directory)
+        free = " (%s free)" % human_bytes(fs.f_bavail * fs.f_frsize)
+    except OSError:
+        free = ""
+    return UserError("no space left on the device in %s%s: the download stopped at %s%s; free "
+                     "some space there (or choose another DATA_DIR) and run the same command "
+                     "again to resume" % (directory, free, human_bytes(done),
+                                          " of %s, %s more needed" % (
+                                              human_bytes(total), human_bytes(total - done))
+                                          if total else ""))
 
 
 def main(argv=None):

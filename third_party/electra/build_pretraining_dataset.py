@@ -7,6 +7,9 @@ same examples in the same shards (given --seed), but it
     anything else, and swaps the new shards in only when every job has succeeded;
   - rejects bad input (corpus, vocab, flags) with one clear line;
   - drops invalid UTF-8 bytes (and says how many) instead of dying on the first one;
+  - warns, with the count of tokens thrown away, about lines longer than an example (the
+    reference silently keeps the first max-seq-length tokens of such a line);
+  - says which directory is full when the disk fills, and which signal killed a job;
   - tokenizes with fast_tokenization.BulkTokenizer (equal to tokenization.FullTokenizer,
     which `--tokenizer plain` uses) and writes TFRecords without TensorFlow.
 
@@ -17,6 +20,7 @@ output shards i with i % num_processes == j.
 
 import argparse
 import codecs
+import errno
 import gc
 import multiprocessing
 import os
@@ -32,7 +36,6 @@ import tfrecord_io
 import tokenization
 
 PROG = "build_pretraining_dataset.py"
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SHARD_NAME = "pretrain_data.tfrecord-%d-of-%d"
 SHARD_NAME_RE = re.compile(r"pretrain_data\.tfrecord-\d+-of-\d+$")
 # Words that people pass to --blanks-separate-docs meaning "no" (the reference reads them as True).
@@ -65,6 +68,11 @@ class ExampleBuilder(object):
     self._current_sentences = []
     self._current_length = 0
     self._target_length = max_length
+    # Lines longer than an example: how many, the longest, and the tokens their examples
+    # threw away (a warning, since the reference drops them without a word).
+    self.overlong_lines = 0
+    self.longest_line = 0
+    self.thrown_tokens = 0
 
   def add_line(self, ids):
     """ids: token ids of a non-empty line, or None for an empty line.
@@ -118,8 +126,15 @@ class ExampleBuilder(object):
       else:
         second.extend(sentence)
     max_length = self._max_length
+    length = len(first) + len(second)
     first = first[:max_length - 2]
     second = second[:max(0, max_length - len(first) - 3)]
+    if length > max_length:
+      overlong = [len(s) for s in self._current_sentences if len(s) > max_length]
+      if overlong:
+        self.overlong_lines += len(overlong)
+        self.longest_line = max(self.longest_line, max(overlong))
+        self.thrown_tokens += length - len(first) - len(second)
 
     self._current_sentences = []
     self._current_length = 0
@@ -150,6 +165,7 @@ class ShardWriter(object):
     self._next = 0
     self._created = False
     self.records = 0
+    self.record_bytes = 0           # framed size of every record given to write()
 
   def write(self, payload):
     self._pending[self._next].append(payload)
@@ -158,6 +174,7 @@ class ShardWriter(object):
       self._next = 0
     self.records += 1
     self._pending_bytes += len(payload)
+    self.record_bytes += len(payload) + 16
     if self._pending_bytes >= FLUSH_EVERY_BYTES:
       self.flush()
 
@@ -167,18 +184,28 @@ class ShardWriter(object):
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self._created else os.O_TRUNC)
     for path, records in zip(self._paths, self._pending):
       if records or not self._created:
-        fd = os.open(path, flags, 0o666)
         try:
-          if records:
-            os.write(fd, tfrecord_io.frame_records(records, [next(crcs) for _ in records]))
-        finally:
-          os.close(fd)
+          fd = os.open(path, flags, 0o666)
+          try:
+            if records:
+              _write_all(fd, tfrecord_io.frame_records(records, [next(crcs) for _ in records]))
+          finally:
+            os.close(fd)
+        except OSError as e:
+          raise OSError(e.errno, e.strerror, path)
     self._created = True
     self._pending = [[] for _ in self._paths]
     self._pending_bytes = 0
 
   def close(self):
     self.flush()
+
+
+def _write_all(fd, data):
+  """os.write may write only part of `data` (a nearly full disk): write the rest, or fail."""
+  view = memoryview(data)
+  while view:
+    view = view[os.write(fd, view):]
 
 
 # ---------------------------------------------------------------------------------------
@@ -273,6 +300,8 @@ class JobConfig(object):
     self.tokenizer = args.tokenizer
     self.file_paths = file_paths
     self.temp_dir = temp_dir
+    self.output_dir = args.output_dir
+    self.total_bytes = sum(os.path.getsize(p) for p in file_paths)
 
 
 def run_job(job, config, report):
@@ -288,14 +317,56 @@ def run_job(job, config, report):
     gc.enable()
 
 
+def disk_full_message(error, output_dir, shard_bytes=None, num_shards=1):
+  """One line for a write that failed for lack of space; None for any other error.
+
+  shard_bytes: the estimated size of all shards; on disk each shard takes whole blocks.
+  """
+  if not isinstance(error, OSError) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+    return None
+  parent = os.path.dirname(os.path.realpath(output_dir))
+  needed_bytes = None
+  try:
+    fs = os.statvfs(parent)
+    free = " (%.1f MB free of %.1f MB)" % (fs.f_bavail * fs.f_frsize / 1e6,
+                                          fs.f_blocks * fs.f_frsize / 1e6)
+    if shard_bytes:
+      blocks_per_shard = -(-int(shard_bytes / num_shards) // fs.f_bsize) or 1
+      needed_bytes = num_shards * blocks_per_shard * fs.f_bsize
+  except OSError:
+    free = ""
+  return ("%s in %s%s while writing the shards for --output-dir %s%s; free some space there "
+          "or choose another --output-dir (the previous output, if any, is left as it was)"
+          % ("disk quota exceeded" if error.errno == errno.EDQUOT else
+             "no space left on the device", parent, free, output_dir,
+             "; they need about %.1f MB" % (needed_bytes / 1e6) if needed_bytes else ""))
+
+
 def _run_job_files(job, config, report):
   files = [path for position, path in enumerate(config.file_paths)
            if position % config.num_processes == job]
+  state = {}
+  try:
+    return _run_job_files_into(job, config, report, files, state)
+  except OSError as e:
+    # What the shards need in all: this job's bytes per text byte so far, times the corpus.
+    writer, stats = state.get("writer"), state.get("stats")
+    needed = None
+    if writer is not None and stats and stats["bytes"]:
+      needed = writer.record_bytes / float(stats["bytes"]) * config.total_bytes
+    message = disk_full_message(e, config.output_dir, needed, config.num_out_files)
+    if message is None:
+      raise
+    raise UserError(message)
+
+
+def _run_job_files_into(job, config, report, files, state):
   random.shuffle(files)
 
   shard_indices = [i for i in range(config.num_out_files) if i % config.num_processes == job]
-  writer = ShardWriter([os.path.join(config.temp_dir, SHARD_NAME % (i, config.num_out_files))
-                        for i in shard_indices])
+  writer = state["writer"] = ShardWriter(
+      [os.path.join(config.temp_dir, SHARD_NAME % (i, config.num_out_files))
+       for i in shard_indices])
   vocab = config.vocab
   blanks_separate_docs = config.blanks_separate_docs
   builder = ExampleBuilder(vocab["[CLS]"], vocab["[SEP]"], config.max_seq_length)
@@ -326,9 +397,11 @@ def _run_job_files(job, config, report):
   add_lines = builder.add_lines
   serialize = serializer.serialize
   write = writer.write
-  stats = {"files": 0, "bytes": 0, "examples": 0, "tokens": 0, "invalid_bytes": 0}
+  stats = state["stats"] = {"files": 0, "bytes": 0, "examples": 0, "tokens": 0,
+                            "invalid_bytes": 0, "overlong_lines": 0, "thrown_tokens": 0}
   last_report = time.time()
   for path in files:
+    overlong_before, thrown_before = builder.overlong_lines, builder.thrown_tokens
     for text, size, invalid in read_text_chunks(path):
       if invalid:
         stats["invalid_bytes"] += invalid
@@ -346,6 +419,15 @@ def _run_job_files(job, config, report):
     if example is not None:
       stats["tokens"] += len(example[0])
       write(serialize(*example))
+    if builder.overlong_lines != overlong_before:
+      lines = builder.overlong_lines - overlong_before
+      thrown = builder.thrown_tokens - thrown_before
+      report("warning", "%s: %d line(s) longer than an example of --max-seq-length %d tokens "
+             "(the longest so far %d tokens): %d token(s) thrown away, as the reference does; "
+             "to keep them, put one sentence per line"
+             % (path, lines, config.max_seq_length, builder.longest_line, thrown))
+      stats["overlong_lines"] = builder.overlong_lines
+      stats["thrown_tokens"] = builder.thrown_tokens
     stats["files"] += 1
     stats["examples"] = writer.records
     report("progress", dict(stats))
@@ -395,20 +477,9 @@ def check_vocab(vocab_file):
     raise UserError("--vocab-file %s is not UTF-8 text (%s)" % (vocab_file, e.reason))
   except OSError as e:
     raise UserError("cannot read --vocab-file %s: %s" % (vocab_file, e.strerror))
-  if not any(tokens):
-    raise UserError("--vocab-file %s is empty; give a WordPiece vocab, one token per line"
-                    % vocab_file)
-  first_line = {}
-  for line_number, token in enumerate(tokens, 1):
-    if token in first_line:
-      raise UserError("--vocab-file %s repeats token %r (lines %d and %d); ids are line "
-                      "numbers, so each token must appear once"
-                      % (vocab_file, token, first_line[token], line_number))
-    first_line[token] = line_number
-  missing = [t for t in SPECIAL_TOKENS if t not in first_line]
-  if missing:
-    raise UserError("--vocab-file %s lacks %s; a BERT vocab needs all of %s"
-                    % (vocab_file, " ".join(missing), " ".join(SPECIAL_TOKENS)))
+  problem = tokenization.vocab_problem(tokens)
+  if problem:
+    raise UserError("--vocab-file %s %s" % (vocab_file, problem))
   return tokenization.load_vocab(vocab_file)
 
 
@@ -511,8 +582,8 @@ class Progress(object):
   def __init__(self, num_files, total_bytes, num_jobs):
     self._num_files = num_files
     self._total_bytes = max(total_bytes, 1)
-    self._jobs = [{"files": 0, "bytes": 0, "examples": 0, "tokens": 0, "invalid_bytes": 0}
-                  for _ in range(num_jobs)]
+    self._jobs = [{"files": 0, "bytes": 0, "examples": 0, "tokens": 0, "invalid_bytes": 0,
+                   "overlong_lines": 0, "thrown_tokens": 0} for _ in range(num_jobs)]
     self._start = time.time()
     self._last_print = 0.0
     self._last_state = None
@@ -546,6 +617,11 @@ class Progress(object):
 
 
 def _job_process_main(job, config, messages):
+  # The parent stops its jobs with SIGTERM and handles Ctrl-C itself: a job just ends, and a
+  # job killed from outside ends by the signal, which the parent then names.
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
   def report(kind, payload):
     messages.put((kind, job, payload))
   try:
@@ -562,6 +638,23 @@ def _describe_error(error):
   if isinstance(error, OSError) and error.filename:
     return "%s: %s" % (error.filename, error.strerror)
   return str(error)
+
+
+def describe_job_end(job, process):
+  """Why a job ended without a word: the signal that killed it, or its exit status."""
+  code = process.exitcode
+  if code is not None and code < 0:
+    try:
+      name = signal.Signals(-code).name
+    except ValueError:
+      name = "signal %d" % -code
+    why = ""
+    if -code == signal.SIGKILL:
+      why = (" (out of memory? the kernel's OOM killer sends SIGKILL: see `dmesg`; with less "
+             "memory, use fewer --num-processes)")
+    return ("job %d (PID %d) was killed by %s (signal %d)%s; the output directory was left "
+            "as it was" % (job, process.pid, name, -code, why))
+  return "job %d (PID %d) ended with exit status %s and no message" % (job, process.pid, code)
 
 
 def run_jobs(config, progress):
@@ -604,7 +697,7 @@ def run_jobs(config, progress):
         try:                     # what an ended job said last may still be on its way
           message = messages.get(timeout=2.0)
         except queue.Empty:
-          failure = "job %d ended with exit code %s" % (ended[0], processes[ended[0]].exitcode)
+          failure = describe_job_end(ended[0], processes[ended[0]])
           break
       kind, job, payload = message
       if kind == "error":
@@ -738,10 +831,13 @@ def main(argv):
       _remove_shard_dir(temp_dir)
   seconds = progress.elapsed()
   invalid = progress.total("invalid_bytes")
-  print("wrote %d examples (%d tokens) to %d shards in %s: %.1f s, %.2f MB/s%s"
+  overlong = progress.total("overlong_lines")
+  print("wrote %d examples (%d tokens) to %d shards in %s: %.1f s, %.2f MB/s%s%s"
         % (examples, progress.total("tokens"), args.num_out_files, args.output_dir, seconds,
            total_bytes / 1e6 / max(seconds, 1e-9),
-           ", %d invalid UTF-8 byte(s) dropped" % invalid if invalid else ""))
+           ", %d invalid UTF-8 byte(s) dropped" % invalid if invalid else "",
+           ", %d line(s) longer than an example: %d token(s) thrown away"
+           % (overlong, progress.total("thrown_tokens")) if overlong else ""))
   return 0
 
 
