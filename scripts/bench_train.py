@@ -9,7 +9,10 @@ not counted). Ratios are against the reference implementation measured on this m
 (google-research/electra, TF 1.15, same data and sizes): (a) 0.2 steps/s and 23 s to the
 first step, (b) 3.4 steps/s. A ratio >= 1.0 means ours is at least as fast.
 
-  .venv/bin/python scripts/bench_train.py [--steps-small 12] [--steps-tiny 80]
+Then (b) again on 2 CPU replicas (num_cpu_replicas 2, MirroredStrategy) on the same global
+batch: examples/s of both and their ratio, the overhead of the distributed path.
+
+  .venv/bin/python scripts/bench_train.py [--steps-small 12] [--steps-tiny 80] [--steps-replicas 40]
 """
 import argparse
 import json
@@ -23,7 +26,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ELECTRA_DIR = os.path.join(REPO, "third_party", "electra")
-CONFORMANCE = os.path.join(os.path.dirname(REPO), "shared", "conformance")
+CONFORMANCE = os.path.join(REPO, "tests", "conformance")
 VOCAB = os.path.join(CONFORMANCE, "vocab-es-8k.txt")
 CORPUS = os.path.join(CONFORMANCE, "corpus", "fortunes")
 PROGRESS = re.compile(r"^(\d+)/(\d+) = [\d.]+%, SPS")
@@ -54,15 +57,17 @@ def timed_run(data_dir, name, hparams):
          "--hparams", json.dumps(hparams)],
         cwd=ELECTRA_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         universal_newlines=True, env=env)
-    stamps, tail = [], []
-    for line in proc.stdout:
+    stamps, tail = [], []   # (time, step) of each progress line: the trainer prints one
+    for line in proc.stdout:  # after the first step, every iterations_per_loop, the last
         tail = (tail + [line])[-20:]
-        if PROGRESS.match(line):
-            stamps.append(time.time())
+        match = PROGRESS.match(line)
+        if match:
+            stamps.append((time.time(), int(match.group(1))))
     if proc.wait() != 0 or len(stamps) < 2:
         sys.exit("bench-train: run %s failed:\n%s" % (name, "".join(tail)))
-    steps_per_s = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    return stamps[0] - start, steps_per_s, len(stamps)
+    (first_time, first_step), (last_time, last_step) = stamps[0], stamps[-1]
+    steps_per_s = (last_step - first_step) / (last_time - first_time)
+    return first_time - start, steps_per_s, last_step
 
 
 def ratio(ours, reference, higher_is_better=True):
@@ -75,6 +80,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps-small", type=int, default=12)
     parser.add_argument("--steps-tiny", type=int, default=80)
+    parser.add_argument("--steps-replicas", type=int, default=40)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-train-")
     try:
@@ -88,8 +94,10 @@ def main():
         ]
         print("%-6s %6s %10s %8s %14s %8s" % ("model", "steps", "steps/s", "ratio",
                                               "first step s", "ratio"))
+        speeds = {}
         for name, hparams in runs:
             first, sps, steps = timed_run(data_dir, name, hparams)
+            speeds[name] = sps
             ref = REFERENCE[name]
             print("%-6s %6d %10.2f %8s %14.1f %8s" % (
                 name, steps, sps, ratio(sps, ref["steps_per_s"]), first,
@@ -97,6 +105,17 @@ def main():
             sys.stdout.flush()
         print("reference (google-research/electra on this machine): small 0.2 steps/s, "
               "23 s to the first step; tiny 3.4 steps/s. ratio >= 1.00x: ours as fast or faster")
+        # Wall-clock figures: on a busy machine they say more about the load than the code.
+        print("load average now: %.1f (%d cores); the reference figures are from an idle "
+              "machine (load about 1)" % (os.getloadavg()[0], os.cpu_count() or 1))
+        # The distributed path's overhead: the tiny run again on 2 CPU replicas
+        # (MirroredStrategy, num_cpu_replicas 2), the same global batch of 16 split 8 + 8.
+        tiny = dict(runs[1][1], num_cpu_replicas=2, num_train_steps=args.steps_replicas)
+        _, sps, steps = timed_run(data_dir, "tiny-2cpu", tiny)
+        batch = tiny["train_batch_size"]
+        print("2 CPU replicas vs 1 on the same global batch (tiny, %d): %.1f vs %.1f "
+              "examples/s = %.2fx (%d steps; both replicas share this machine's cores)"
+              % (batch, sps * batch, speeds["tiny"] * batch, sps / speeds["tiny"], steps))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

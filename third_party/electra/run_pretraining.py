@@ -8,16 +8,24 @@ hparams, objective and checkpoint variables. Run from this folder:
 DIR/pretrain_tfrecords/pretrain_data.tfrecord* are read, DIR/vocab.txt gives the special
 token ids, checkpoints and TensorBoard events go to DIR/models/NAME, evaluation results
 to DIR/models/NAME/results/unsup_results.{txt,pkl}.
+
+The first line says where it computes (the GPUs, or why there is none); with the
+environment variable REQUIRE_GPU=1, "no GPU" is an error instead. Ctrl-C stops it with one
+line saying at which step and from which checkpoint the same command resumes (status 130).
 """
 import argparse
 import datetime
+import errno
 import logging
 import os
 import pickle
 import re
+import signal
 import sys
+import tempfile
 import threading
 import time
+import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,10 +33,14 @@ if _HERE not in sys.path:
   sys.path.insert(0, _HERE)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
 from tensorflow.python.framework import meta_graph  # noqa: E402
+from tensorflow.python.training import training_util  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
 
 import configure_pretraining  # noqa: E402
+import distribute  # noqa: E402
 import optimization  # noqa: E402
 import pretraining_model  # noqa: E402
 
@@ -49,6 +61,8 @@ class _DropReportedErrors(logging.Filter):
 
   def filter(self, record):
     text = record.getMessage()
+    if text.startswith("Error recorded from "):
+      return False  # TPUEstimator's copy of an error that main() reports (or re-raises)
     return not any(message in text for message in self.messages)
 
 
@@ -63,6 +77,11 @@ def user_error(message):
 def log(*parts):
   print(*parts)
   sys.stdout.flush()
+
+
+# What main() needs to say where an interrupted or failed training stopped: the last step
+# done (ETAHook), the model dir, and the bytes one checkpoint takes (model_fn).
+RUN_STATE = {"step": None, "model_dir": None, "checkpoint_bytes": None}
 
 
 def secs_to_str(secs):
@@ -80,11 +99,8 @@ def load_config(data_dir, model_name, hparams_arg):
   try:
     hparams = configure_pretraining.load_hparams(hparams_arg)
     config = configure_pretraining.PretrainingConfig(model_name, data_dir, **hparams)
-  except configure_pretraining.HparamError as e:
+  except configure_pretraining.HparamError as e:   # types and ranges: validate()
     raise UserError(str(e))
-  if config.do_train == config.do_eval:
-    raise UserError("exactly one of do_train and do_eval must be true (got do_train=%s, "
-                    "do_eval=%s)" % (str(config.do_train).lower(), str(config.do_eval).lower()))
   try:
     pretraining_model.check_supported(config)
   except ValueError as e:
@@ -101,7 +117,7 @@ def check_vocab(config):
     raise UserError("hparam vocab_size = %d but %s has %d lines; set \"vocab_size\": %d"
                     % (config.vocab_size, config.vocab_file, lines, lines))
   vocab = pretraining_model.load_vocab(config.vocab_file)
-  missing = [t for t in ("[CLS]", "[SEP]", "[MASK]") if t not in vocab]
+  missing = [t for t in pretraining_model.tokenization.SPECIAL_TOKENS if t not in vocab]
   if missing:
     raise UserError("%s lacks the special token(s) %s" % (config.vocab_file, " ".join(missing)))
 
@@ -157,11 +173,17 @@ def checkpoint_mismatch(checkpoint, variables):
 # ---- input -------------------------------------------------------------------------------
 
 def input_fn_builder(config, files, is_training, num_cpu_threads=4):
-  def input_fn(params):
+  def input_fn(params, input_context=None):
+    # params["batch_size"]: the global batch on one device, the per-replica batch under
+    # tf.distribute (see make_estimator); input_context: the host's place in a cluster.
     batch_size = params["batch_size"]
     features = {name: tf.io.FixedLenFeature([config.max_seq_length], tf.int64)
                 for name in ("input_ids", "input_mask", "segment_ids")}
     d = tf.data.Dataset.from_tensor_slices(tf.constant(files))
+    if input_context is not None and 1 < input_context.num_input_pipelines <= len(files):
+      # Hosts of a cluster read disjoint shards (with fewer shards than hosts each host
+      # reads all of them, in its own random order).
+      d = d.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     d = d.repeat()
     d = d.shuffle(buffer_size=len(files))
     d = d.apply(tf.data.experimental.parallel_interleave(
@@ -183,7 +205,12 @@ def input_fn_builder(config, files, is_training, num_cpu_threads=4):
 # ---- progress ----------------------------------------------------------------------------
 
 class ETAHook(tf.estimator.SessionRunHook):
-  """Prints `STEP/TOTAL = P%, SPS: x, ELAP: t, ETA: t - loss: x` after every step.
+  """Prints `STEP/TOTAL = P%, SPS: x, ELAP: t, ETA: t - loss: x` (the reference's line).
+
+  The reference prints it after every step: a million lines for the 1M-step recipe. This
+  hook prints it after the first step of a run, every `log_every` steps
+  (iterations_per_loop), after the last step, and otherwise at least every
+  `LOG_EVERY_SECS` seconds when steps are slow.
 
   In training it also writes the TensorBoard scalars (the `scalars` it fetches) at the
   first step, every `summary_every` steps and at the last step. Fetching the same
@@ -192,8 +219,10 @@ class ETAHook(tf.estimator.SessionRunHook):
   summary and logging hooks would cause at their first and second steps.
   """
 
+  LOG_EVERY_SECS = 60.0
+
   def __init__(self, n_steps, loss=None, scalars=None, model_dir=None, summary_every=100,
-               is_training=True):
+               is_training=True, log_every=1):
     self._n_steps = n_steps
     self._fetches = dict(scalars or {})
     if loss is not None:
@@ -201,14 +230,16 @@ class ETAHook(tf.estimator.SessionRunHook):
     self._model_dir = model_dir
     self._summary_every = summary_every
     self._is_training = is_training
+    self._log_every = max(1, log_every)
     self._writer = None
     self._start_time = None
+    self._last_line_time = None
     self._start_step = 0
     self._steps_run = 0
 
   def begin(self):
     if self._is_training and self._model_dir and self._fetches:
-      self._writer = tf.summary.FileWriterCache.get(self._model_dir)
+      self._writer = summary_writer(self._model_dir)
 
   def after_create_session(self, session, coord):
     if self._is_training:
@@ -222,16 +253,26 @@ class ETAHook(tf.estimator.SessionRunHook):
   def after_run(self, run_context, run_values):
     self._steps_run += 1
     step = self._start_step + self._steps_run if self._is_training else self._steps_run
-    elapsed = time.time() - self._start_time
-    msg = "%d/%d = %.1f%%" % (step, self._n_steps, 100.0 * step / max(1, self._n_steps))
+    if self._is_training:
+      RUN_STATE["step"] = step
+    now = time.time()
+    elapsed = now - self._start_time
     steps_per_second = self._steps_run / elapsed if elapsed > 0 else 0.0
-    if steps_per_second > 0:
-      msg += ", SPS: %.1f, ELAP: %s, ETA: %s" % (
-          steps_per_second, secs_to_str(elapsed),
-          secs_to_str((self._n_steps - step) / steps_per_second))
-    if "loss" in run_values.results:
-      msg += " - loss: %.4f" % run_values.results["loss"]
-    log(msg)
+    if (self._steps_run == 1 or step % self._log_every == 0 or step >= self._n_steps
+        or now - self._last_line_time >= self.LOG_EVERY_SECS):
+      self._last_line_time = now
+      msg = "%d/%d = %.1f%%" % (step, self._n_steps, 100.0 * step / max(1, self._n_steps))
+      if steps_per_second > 0:
+        msg += ", SPS: %.1f, ELAP: %s, ETA: %s" % (
+            steps_per_second, secs_to_str(elapsed),
+            secs_to_str((self._n_steps - step) / steps_per_second))
+      if "loss" in run_values.results:
+        msg += " - loss: %.4f" % run_values.results["loss"]
+      log(msg)
+    if self._writer is not None and self._steps_run == 1:
+      # As the estimator's summary hook: TensorBoard drops the points a killed run logged
+      # after the checkpoint this run resumed from (steps >= this one).
+      self._writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), step)
     if self._writer is not None and (self._steps_run == 1 or step % self._summary_every == 0
                                      or step >= self._n_steps):
       values = [tf.Summary.Value(tag=tag, simple_value=float(value))
@@ -245,33 +286,118 @@ class ETAHook(tf.estimator.SessionRunHook):
       self._writer.flush()
 
 
+_SUMMARY_WRITERS = {}
+
+
+def summary_writer(model_dir):
+  """One events-file writer per model dir, shared by the hooks.
+
+  tf.summary.FileWriterCache would do, but it creates its writer with the default graph,
+  serializing the whole graph (seconds for ELECTRA-small) into the events file before the
+  first step; CheckpointSaverHook writes that graph once, from the serialization it makes
+  anyway.
+  """
+  if model_dir not in _SUMMARY_WRITERS:
+    _SUMMARY_WRITERS[model_dir] = tf.summary.FileWriter(model_dir)
+  return _SUMMARY_WRITERS[model_dir]
+
+
+def flush_summary_writers():
+  """What the hooks logged up to an interruption reaches the events files."""
+  for writer in _SUMMARY_WRITERS.values():
+    try:
+      writer.flush()
+    except Exception:  # pylint: disable=broad-except
+      pass  # a full disk: the error already being reported says so
+
+
+class WriteError(Exception):
+  """A file of the model dir could not be written; main() reports it in one line."""
+
+  def __init__(self, path, error):
+    # TF's messages start with the (temporary) file's name; the path says it better.
+    reason = re.sub(r"^\S+; ", "", error_text(error))
+    super(WriteError, self).__init__("cannot write %s: %s" % (path, reason))
+    self.path = path
+    self.error = error
+
+
+def write_text_atomically(path, text):
+  """tf.io.write_graph's write (temporary file, then rename), without leaving the
+  temporary file behind when the write itself fails (a full disk)."""
+  temporary = "%s.tmp%s" % (path, uuid.uuid4().hex)
+  try:
+    with tf.io.gfile.GFile(temporary, "w") as f:
+      f.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+  except BaseException:
+    try:
+      if tf.io.gfile.exists(temporary):
+        tf.io.gfile.remove(temporary)
+    except tf.errors.OpError:
+      pass
+    raise
+
+
 class CheckpointSaverHook(tf.train.CheckpointSaverHook):
   """The estimator's checkpoint hook (same files), with the graph serialized only once.
 
   The stock hook serializes the whole graph (seconds of pure Python for ELECTRA-small)
   for graph.pbtxt, again for the events file and again for every checkpoint's .meta
   file, the first time before step 1 can run. The graph is finalized when the session
-  starts, so one serialization serves them all; graph.pbtxt is written by a thread
-  while the first step runs. The files are those of the stock hook (TF 1.15).
+  starts, so one serialization serves them all. Only the step-0 checkpoint (and its
+  .meta) is written before the first step; graph.pbtxt (its text takes seconds of
+  Python) and the events file's graph are written by a thread that starts once the
+  first step is done, so that they do not compete with it for the CPU. A failed write of
+  graph.pbtxt stops training at the end of the step it failed in. The files are those of
+  the stock hook (TF 1.15).
   """
 
   _writer_thread = None
+  _writer_error = None
   _graph_def = None
+
+  def begin(self):
+    # The stock begin, with the writer of summary_writer (the stock one is FileWriterCache's).
+    self._summary_writer = summary_writer(self._checkpoint_dir)
+    self._global_step_tensor = training_util._get_or_create_global_step_read()  # pylint: disable=protected-access
+    if self._global_step_tensor is None:
+      raise RuntimeError("Global step should be created to use CheckpointSaverHook.")
+    for listener in self._listeners:
+      listener.begin()
 
   def after_create_session(self, session, coord):
     global_step = session.run(self._global_step_tensor)
     self._graph_def = tf.get_default_graph().as_graph_def(add_shapes=True)
-    self._writer_thread = threading.Thread(
-        target=tf.io.write_graph, args=(self._graph_def, self._checkpoint_dir, "graph.pbtxt"))
-    self._writer_thread.start()
+    self._save(session, global_step)  # the checkpoint of the starting step, as the stock hook
+    self._timer.update_last_triggered_step(global_step)
+
+  def _write_graph(self):
     saver = self._get_saver()
     meta_graph_def = meta_graph.create_meta_graph_def(
         graph_def=self._graph_def, saver_def=saver.saver_def if saver else None)
     # add_graph(graph) would serialize the graph again; this is the event it writes.
     self._summary_writer.add_event(tf.Event(graph_def=self._graph_def.SerializeToString()))
     self._summary_writer.add_meta_graph(meta_graph_def)
-    self._save(session, global_step)  # the checkpoint of the starting step, as the stock hook
-    self._timer.update_last_triggered_step(global_step)
+    path = os.path.join(self._checkpoint_dir, "graph.pbtxt")
+    try:
+      write_text_atomically(path, text_format.MessageToString(self._graph_def,
+                                                              float_format=""))
+    except (tf.errors.OpError, OSError) as e:
+      self._writer_error = WriteError(path, e)
+
+  def _check_graph_written(self, wait=False):
+    if self._writer_thread is None:
+      self._writer_thread = threading.Thread(target=self._write_graph)
+      self._writer_thread.start()
+    if wait:
+      self._writer_thread.join()
+    if self._writer_error is not None:
+      raise self._writer_error
+
+  def after_run(self, run_context, run_values):
+    self._check_graph_written()  # the first call starts the writing
+    super(CheckpointSaverHook, self).after_run(run_context, run_values)
 
   def _save(self, session, step):
     """The stock _save, writing the .meta file from the graph serialized at start."""
@@ -291,12 +417,24 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
     return should_stop
 
   def end(self, session):
+    self._check_graph_written(wait=True)
     super(CheckpointSaverHook, self).end(session)
-    if self._writer_thread is not None:
-      self._writer_thread.join()
 
 
 # ---- model function ----------------------------------------------------------------------
+
+def quick_ready_scaffold():
+  """The estimator's Scaffold, but checking only global_step for "ready".
+
+  By default the session manager asks every variable whether it is initialized (about
+  2,400 ops for ELECTRA-small, run twice: seconds before the first step). A process
+  training alone has just restored them all from a checkpoint (Saver.restore fails on a
+  missing one) or run the initializer of them all, so the answer is known; workers of a
+  cluster, which wait for another process to initialize, keep the full check.
+  """
+  ready = tf.report_uninitialized_variables([tf.train.get_global_step()])
+  return tf.train.Scaffold(ready_op=ready, ready_for_local_init_op=ready)
+
 
 def model_fn_builder(config):
   def model_fn(features, labels, mode, params):
@@ -307,7 +445,8 @@ def model_fn_builder(config):
           model.total_loss, config.learning_rate, config.num_train_steps,
           config.num_warmup_steps, weight_decay_rate=config.weight_decay_rate,
           lr_decay_power=config.lr_decay_power,
-          num_tpu_shards=config.num_tpu_cores if config.use_tpu else 0)
+          num_tpu_shards=config.num_tpu_cores if config.use_tpu else 0,
+          use_amp=config.use_amp)
     checkpoint = tf.train.latest_checkpoint(config.model_dir)
     if checkpoint is not None:
       variables = [v for v in tf.global_variables()
@@ -323,15 +462,27 @@ def model_fn_builder(config):
                  "learning_rate": learning_rate}
       if model.disc_loss is not None:
         scalars["discriminator_loss"] = model.disc_loss
-      hooks = [ETAHook(config.num_train_steps, loss=model.total_loss if on_host else None,
-                       scalars=scalars if on_host else None, model_dir=config.model_dir),
-               CheckpointSaverHook(config.model_dir,
-                                   save_steps=config.save_checkpoints_steps)]
-      return tf.estimator.tpu.TPUEstimatorSpec(
-          mode=mode, loss=model.total_loss, train_op=train_op, training_hooks=hooks)
+      distributed = tf.distribute.has_strategy()
+      if distributed:
+        # Hooks see the first replica's tensors: log the mean over all replicas instead.
+        scalars = distribute.replica_mean(scalars)
+      chief = distribute.is_chief()   # only the chief writes checkpoints and summaries
+      hooks = [ETAHook(config.num_train_steps, loss=scalars["total_loss"] if on_host else None,
+                       scalars=scalars if on_host else None,
+                       model_dir=config.model_dir if chief else None,
+                       log_every=config.iterations_per_loop)]
+      RUN_STATE["checkpoint_bytes"] = sum(v.shape.num_elements() * v.dtype.base_dtype.size
+                                          for v in tf.global_variables())
+      if chief:
+        hooks.append(CheckpointSaverHook(config.model_dir,
+                                         save_steps=config.save_checkpoints_steps))
+      spec = tf.estimator.tpu.TPUEstimatorSpec(
+          mode=mode, loss=model.total_loss, train_op=train_op, training_hooks=hooks,
+          scaffold_fn=None if distributed or distribute.tf_config() else quick_ready_scaffold)
+      return spec.as_estimator_spec() if distributed else spec
     if mode == tf.estimator.ModeKeys.EVAL:
       hooks = [ETAHook(config.num_eval_steps, loss=model.total_loss if on_host else None,
-                       is_training=False)]
+                       is_training=False, log_every=config.iterations_per_loop)]
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=model.total_loss,
           eval_metrics=(model.metric_fn, model.metric_tensors), evaluation_hooks=hooks)
@@ -354,7 +505,17 @@ def write_results(config, results):
     os.replace(partial, path)
 
 
-def make_estimator(config):
+def make_estimator(config, plan=None):
+  """TPUEstimator on one device (the reference's); a plain Estimator given the strategy of
+  a distribute.Plan as train_distribute, whose input_fn makes per-replica batches."""
+  if plan is not None and plan.strategy is not None:
+    run_config = tf.estimator.RunConfig(
+        model_dir=config.model_dir, save_checkpoints_steps=config.save_checkpoints_steps,
+        keep_checkpoint_max=config.keep_checkpoint_max, train_distribute=plan.strategy,
+        session_config=session_config(plan.cpu_devices, config.use_amp, config.use_xla),
+        save_summary_steps=None, log_step_count_steps=None)
+    return tf.estimator.Estimator(model_fn=model_fn_builder(config), config=run_config,
+                                  params={"batch_size": plan.per_replica_batch})
   tpu_cluster_resolver = None
   if config.use_tpu and config.tpu_name:
     tpu_cluster_resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
@@ -367,7 +528,7 @@ def make_estimator(config):
       cluster=tpu_cluster_resolver, model_dir=config.model_dir,
       save_checkpoints_steps=config.save_checkpoints_steps,
       keep_checkpoint_max=config.keep_checkpoint_max, tpu_config=tpu_config,
-      session_config=session_config(),
+      session_config=session_config(use_amp=config.use_amp, use_xla=config.use_xla),
       # Off the TPU, ETAHook writes the scalars and logs every step itself (see there).
       save_summary_steps=100 if config.use_tpu else None,
       log_step_count_steps=100 if config.use_tpu else None)
@@ -376,13 +537,20 @@ def make_estimator(config):
       train_batch_size=config.train_batch_size, eval_batch_size=config.eval_batch_size)
 
 
-def session_config():
+def session_config(cpu_devices=0, use_amp=False, use_xla=False):
   cores = os.cpu_count() or 1
   # Measured on 2 cores (tiny model): all cores inside an op and two ops at a time beat
   # TF's defaults (one pool thread per core for both) by about a quarter.
   config = tf.ConfigProto(intra_op_parallelism_threads=cores,
                           inter_op_parallelism_threads=min(2, cores),
                           allow_soft_placement=True)
+  if cpu_devices:
+    config.device_count["CPU"] = cpu_devices   # num_cpu_replicas: /cpu:0../cpu:N-1
+  if use_amp:   # the rewrite acts on GPUs of compute capability >= 7.0 only
+    config.graph_options.rewrite_options.auto_mixed_precision = \
+        rewriter_config_pb2.RewriterConfig.ON
+  if use_xla:   # auto-clustering; TF 1.15 clusters GPU ops only at this level
+    config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
   # (The NVIDIA driver's file tells whether a GPU can be there without initializing CUDA.)
   if not os.path.exists("/proc/driver/nvidia/version"):
     # On CPU, Grappler's rewrites did not make the (matmul-bound) steps faster in our
@@ -443,10 +611,20 @@ def train_or_eval(config):
   if config.do_eval and tf.train.latest_checkpoint(config.model_dir) is None:
     raise UserError("no checkpoint in %s to evaluate; train first (do_train true)"
                     % config.model_dir)
+  plan = None
+  if config.do_train:
+    try:
+      plan = distribute.build_plan(config)
+    except distribute.DistributeError as e:
+      raise UserError(str(e))
   log("Config:")
   for key, value in config.to_dict().items():
     log("  %s: %s" % (key, value))
-  estimator = make_estimator(config)
+  if plan is not None and plan.strategy is not None:
+    log("Replicas: %s" % plan.what)
+  if (config.use_amp or config.use_xla) and not distribute.visible_gpus():
+    log("use_amp/use_xla act on GPUs only: no GPU visible, so they are ignored here")
+  estimator = make_estimator(config, plan)
   if config.do_train:
     checkpoint = tf.train.latest_checkpoint(config.model_dir)
     if checkpoint is not None:
@@ -459,8 +637,15 @@ def train_or_eval(config):
           return None
         log("Resuming from %s (step %d)" % (checkpoint, done))
     log("Running training")
-    estimator.train(input_fn=input_fn_builder(config, files, True),
-                    max_steps=config.num_train_steps)
+    train_input_fn = input_fn_builder(config, files, True)
+    if plan.multi_worker:
+      # Estimator.train refuses a TF_CONFIG cluster; train_and_evaluate runs each host as
+      # an independent worker (its own server, collective all-reduce); no evaluator job.
+      tf.estimator.train_and_evaluate(
+          estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=config.num_train_steps),
+          tf.estimator.EvalSpec(train_input_fn, steps=1))
+    else:
+      estimator.train(input_fn=train_input_fn, max_steps=config.num_train_steps)
     return None
   log("Running evaluation")
   result = estimator.evaluate(input_fn=input_fn_builder(config, files, False),
@@ -470,6 +655,182 @@ def train_or_eval(config):
     log("  %s = %s" % (key, results[key]))
   write_results(config, results)
   return results
+
+
+# ---- devices -------------------------------------------------------------------------------
+
+def skip_xla_clustering_search(config):
+  """Without use_xla, tells TF not to look for XLA clusters at all.
+
+  TF 1.15 runs XLA's auto-clustering pass whenever it builds an executor, even with
+  auto-clustering off: it looks up an XLA kernel for every op and contracts the graph's
+  edges, then compiles nothing. For the ~20k-op training graph that was a quarter of the
+  first step and a share of every other first run (initializers, checkpoint save). The
+  pass's "fuel" 0 ends the search before it starts; the executed graph is the same. Set
+  only when TF_XLA_FLAGS is unset (it is read once, at the first executor), so a user's
+  own XLA flags, and use_xla, keep working.
+  """
+  if not config.use_xla and not os.environ.get("TF_XLA_FLAGS"):
+    os.environ["TF_XLA_FLAGS"] = "--tf_xla_clustering_fuel=0"
+
+
+# TensorFlow's log lines from starting CUDA. Without an NVIDIA driver it logs "failed call
+# to cuInit: UNKNOWN ERROR (303)" as an error although nothing is wrong for a CPU run; the
+# device line below says what matters instead.
+_CUDA_START_LINE = re.compile(r"cuInit|cuda_diagnostics\.cc")
+
+
+def _run_capturing_stderr(fn):
+  """fn()'s result, and the lines the process (C++ included) wrote to stderr meanwhile."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  captured = tempfile.TemporaryFile()
+  os.dup2(captured.fileno(), 2)
+  try:
+    result = fn()
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    captured.seek(0)
+    lines = captured.read().decode("utf-8", "replace").splitlines(True)
+    captured.close()
+    sys.stderr.write("".join(l for l in lines if not _CUDA_START_LINE.search(l)))
+    sys.stderr.flush()
+  return result, "".join(l for l in lines if _CUDA_START_LINE.search(l))
+
+
+def local_gpus():
+  """[(name, description)] of the GPUs a session of this process gets, and why none.
+
+  The first device query starts CUDA (once per process): it runs here with TensorFlow's
+  CUDA start-up lines kept out of the log.
+  """
+  def query():
+    if not tf.config.experimental.list_physical_devices("GPU"):
+      return []
+    # The driver sees GPUs; whether TensorFlow can use them (CUDA and cuDNN libraries,
+    # compute capability) shows only when devices are made, as a session makes them.
+    from tensorflow.python.client import device_lib  # pylint: disable=import-outside-toplevel
+    return [(d.name, d.physical_device_desc) for d in device_lib.list_local_devices()
+            if d.device_type == "GPU"]
+  gpus, cuda_log = _run_capturing_stderr(query)
+  return gpus, None if gpus else no_gpu_cause(cuda_log)
+
+
+def no_gpu_cause(cuda_log):
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  if visible is not None and visible.strip() in ("", "-1"):
+    return "CUDA_VISIBLE_DEVICES=%r hides every GPU" % visible
+  if not tf.test.is_built_with_cuda():
+    return "this TensorFlow is built without CUDA (the GPU build is tensorflow-gpu)"
+  if not os.path.exists("/proc/driver/nvidia/version"):
+    return ("no NVIDIA driver (/proc/driver/nvidia/version does not exist; a container "
+            "needs docker run --gpus)")
+  failed = re.search(r"failed call to cuInit: (.*)", cuda_log)
+  also = "; CUDA_VISIBLE_DEVICES=%r" % visible if visible is not None else ""
+  if failed:
+    return "the NVIDIA driver could not start CUDA (cuInit: %s)%s" % (failed.group(1).strip(),
+                                                                      also)
+  from tensorflow.python.platform import build_info  # pylint: disable=import-outside-toplevel
+  return ("CUDA/cuDNN libraries not found: this TensorFlow needs CUDA %s and cuDNN %s "
+          "libraries on the library path (LD_LIBRARY_PATH), as the Docker image has them%s"
+          % (getattr(build_info, "cuda_version_number", "?"),
+             getattr(build_info, "cudnn_version_number", "?"), also))
+
+
+def gpu_text(name, description):
+  fields = dict(part.split(": ", 1) for part in description.split(", ") if ": " in part)
+  text = "%s %s" % (name.replace("/device:", ""), fields.get("name", description))
+  if "compute capability" in fields:
+    text += " (compute capability %s)" % fields["compute capability"]
+  return text
+
+
+def report_devices(config):
+  """One line saying where this run computes; REQUIRE_GPU=1 makes "no GPU" an error."""
+  what = "training" if config.do_train else "evaluating"
+  if config.use_tpu:
+    log("Devices: TPU %s (%d cores)" % (config.tpu_name or "", config.num_tpu_cores))
+    return
+  gpus, cause = local_gpus()
+  if gpus:
+    line = "Devices: %d GPU%s: %s" % (len(gpus), "s" if len(gpus) > 1 else "",
+                                      ", ".join(gpu_text(*gpu) for gpu in gpus))
+    used = getattr(config, "num_gpus", 1)
+    try:
+      cluster = distribute.tf_config()
+    except distribute.DistributeError:
+      cluster = None  # train_or_eval reports it
+    if len(gpus) > used and not cluster:
+      line += "; this run uses %s (num_gpus = %d)" % (
+          "GPU:0" if used == 1 else "GPU:0 to GPU:%d" % (used - 1), used)
+    log(line)
+    return
+  if os.environ.get("REQUIRE_GPU", "").strip() not in ("", "0"):
+    raise UserError("REQUIRE_GPU=%s but no GPU visible: %s; fix that, or unset REQUIRE_GPU "
+                    "to train on the CPU" % (os.environ["REQUIRE_GPU"], cause))
+  log("no GPU visible: %s on the CPU: %s" % (what, cause))
+
+
+# ---- reporting a stopped run ---------------------------------------------------------------
+
+def error_text(error):
+  """The first line of an OpError's or OSError's message."""
+  if isinstance(error, tf.errors.OpError):
+    text = error.message or str(error)
+  elif isinstance(error, OSError) and error.strerror:
+    text = "%s: %s" % (error.filename, error.strerror) if error.filename else error.strerror
+  else:
+    text = str(error)
+  return (text.strip().splitlines() or [""])[0]
+
+
+def megabytes(n):
+  return "%.1f MB" % (n / 1e6) if n < 1e8 else "%d MB" % round(n / 1e6)
+
+
+def where_it_stopped(config):
+  """`at step N; the latest checkpoint is ... (step M): run the same command again ...`"""
+  step = RUN_STATE["step"]
+  text = "at step %d of %d" % (step, config.num_train_steps) if step else \
+      "before the first training step"
+  checkpoint = tf.train.latest_checkpoint(config.model_dir)
+  if checkpoint:
+    done = re.search(r"-(\d+)$", checkpoint)
+    return ("%s; the latest checkpoint is %s%s: run the same command again (make pretrain) "
+            "to resume from it" % (text, checkpoint,
+                                   " (step %s)" % done.group(1) if done else ""))
+  return "%s; no checkpoint yet: the next run starts from step 0" % text
+
+
+def disk_full_text(config, error):
+  """`no space left on the device in DIR (X free of Y; a checkpoint ... needs about Z)`."""
+  directory = config.model_dir
+  for path in (getattr(error, "path", None), getattr(error, "filename", None)):
+    if path:
+      directory = os.path.dirname(path)
+  while directory and not os.path.isdir(directory):
+    directory = os.path.dirname(directory)
+  text = "no space left on the device in %s" % directory
+  try:
+    stat = os.statvfs(directory)
+    text += " (%s free of %s" % (megabytes(stat.f_bavail * stat.f_frsize),
+                                 megabytes(stat.f_blocks * stat.f_frsize))
+    if RUN_STATE["checkpoint_bytes"]:
+      text += "; a checkpoint of this model needs about %s" % megabytes(
+          RUN_STATE["checkpoint_bytes"])
+    text += ")"
+  except OSError:
+    pass
+  return text
+
+
+def is_disk_full(error):
+  if isinstance(error, WriteError):
+    error = error.error
+  if isinstance(error, OSError):
+    return error.errno == errno.ENOSPC
+  return "No space left on device" in error_text(error)
 
 
 def main(argv=None):
@@ -484,17 +845,40 @@ def main(argv=None):
   deprecation._PRINT_DEPRECATION_WARNINGS = False  # pylint: disable=protected-access
   tf.logging.set_verbosity(tf.logging.ERROR)
   tf.get_logger().addFilter(_REPORTED)
+  config = None
   try:
     config = load_config(args.data_dir, args.model_name, args.hparams)
+    skip_xla_clustering_search(config)
+    report_devices(config)
     train_or_eval(config)
   except UserError as e:
     sys.stderr.write("%s: error: %s\n" % (PROG, e))
     return 2
-  except tf.errors.OpError as e:
+  except KeyboardInterrupt:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+    flush_summary_writers()
+    where = where_it_stopped(config) if config is not None and config.do_train else ""
+    sys.stderr.write("%s: interrupted (Ctrl-C)%s\n" % (PROG, " " + where if where else ""))
+    return 130
+  except (tf.errors.OpError, OSError, WriteError) as e:
+    flush_summary_writers()
+    if config is None:
+      raise
+    if is_disk_full(e):
+      if config.do_train and tf.io.gfile.exists(config.model_dir):
+        remove_partial_checkpoints(config.model_dir)  # the failed save's part: space back
+      sys.stderr.write("%s: error: %s; free some space there%s\n" % (
+          PROG, disk_full_text(config, e),
+          "; training stopped " + where_it_stopped(config) if config.do_train else ""))
+      return 1
+    if isinstance(e, (WriteError, OSError)):
+      sys.stderr.write("%s: error: %s%s\n" % (
+          PROG, e if isinstance(e, WriteError) else error_text(e),
+          "; training stopped " + where_it_stopped(config) if config.do_train else ""))
+      return 1
     # Runtime failures on the data (a corrupt shard, a token id >= vocab_size) or the disk.
-    first_line = (e.message or str(e)).strip().splitlines()[0]
     sys.stderr.write("%s: error: TensorFlow stopped: %s: %s (check the TFRecords, vocab.txt "
-                     "and the model dir)\n" % (PROG, type(e).__name__, first_line))
+                     "and the model dir)\n" % (PROG, type(e).__name__, error_text(e)))
     return 1
   return 0
 
