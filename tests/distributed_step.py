@@ -13,7 +13,6 @@ optimization.create_train_op under the strategy that distribute.build_plan retur
                                        (through tf.estimator.train_and_evaluate, as the
                                        trainer); the chief saves OUT_DIR/model.ckpt-1
 """
-import json
 import os
 import sys
 

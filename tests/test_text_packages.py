@@ -1,6 +1,5 @@
 """make demo's Spanish text on a fresh machine (wrapper/text_packages.py): the decision for every
 case, and the command line on this machine's real paths (nothing is ever installed here)."""
-import os
 
 import pytest
 

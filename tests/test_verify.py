@@ -19,10 +19,13 @@ import pytest
 def tiny_run(tmp_path_factory):
     """The exported tiny run with its TF logits computed by wrapper.tf_reference."""
     root = exported_tiny(tmp_path_factory)
+    # TensorFlow's log level as make sets it (errors shown), to see what a user sees.
     proc = run([PY, "-m", "wrapper.tf_reference", "--data-dir", root,
-                "--model-name", MODEL_NAME], cwd=REPO)
+                "--model-name", MODEL_NAME], cwd=REPO, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
     assert "tf_reference: %s" % os.path.join(root, "models", MODEL_NAME, "verify",
                                              "tf-reference.npz") in proc.stdout
+    # A CPU-only machine: TensorFlow's CUDA start-up error is not shown as if it mattered.
+    assert "cuInit" not in proc.stderr, proc.stderr
     return root
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 import configure_pretraining
+import devices
 import modeling
 import tokenization
 
@@ -323,7 +324,10 @@ def run_inference_logits(config, checkpoint_prefix, input_ids, input_mask, segme
         scope = name if name in ("electra", "generator") else name.rsplit("_", 1)[0]
         heads.setdefault(scope, op.outputs[0].shape.as_list()[1])
     saver = tf.train.Saver()
-    with tf.Session(config=tf.ConfigProto(device_count={"GPU": 0})) as session:
+    # On the CPU (the reference's numbers), without TensorFlow's CUDA start-up lines.
+    session, _ = devices.run_capturing_stderr(
+        lambda: tf.Session(config=tf.ConfigProto(device_count={"GPU": 0})))
+    with session:
       saver.restore(session, checkpoint_prefix)
       values = session.run(outputs)
   logits = {k: np.asarray(v, np.float32) for k, v in values.items()}
