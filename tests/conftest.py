@@ -49,21 +49,29 @@ def read_parts(corpus_dir):
     return names, [open(os.path.join(corpus_dir, n), encoding="utf-8").read() for n in names]
 
 
-def assert_one_line_error(proc, *words, program=None, status=None):
+def one_error_line(stderr, also_ignore=()):
+    """The one line a refused run writes to stderr besides make's own (`make: *** ...`) and
+    any line starting with one of `also_ignore` (e.g. "warning"); no traceback."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [l for l in stderr.splitlines() if l.strip() and not l.startswith("make")
+             and not l.startswith(tuple(also_ignore))]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+def assert_one_line_error(proc, *words, program=None, status=None, also_ignore=()):
     """A refused run: non-zero exit (`status` when given), no traceback, and exactly one
     stderr line besides make's own, `PROGRAM: error: ...`, holding every one of `words`."""
     assert proc.returncode != 0, proc.stdout[-2000:]
     if status is not None:
         assert proc.returncode == status, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("make")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    assert ": error: " in lines[0], lines[0]
+    line = one_error_line(proc.stderr, also_ignore)
+    assert ": error: " in line, line
     if program:
-        assert lines[0].startswith(program + ": error: "), lines[0]
+        assert line.startswith(program + ": error: "), line
     for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
+        assert word in line, (word, line)
+    return line
 
 
 # Tests that need the internet beyond the package registries are marked

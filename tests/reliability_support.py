@@ -185,11 +185,3 @@ def tree_digest(directory):
 def file_digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def one_error_line(stderr):
-    """The single non-empty stderr line of a refused run (asserts there is exactly one)."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr, stderr
-    assert len(lines) == 1, stderr
-    return lines[0]

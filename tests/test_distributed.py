@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 
+import conftest
 from conftest import CONFORMANCE, ELECTRA_DIR, PY, VOCAB_8K, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -207,11 +208,7 @@ def test_two_cpu_replicas_train_then_resume_on_one_device(fortunes_data):
 # ---- bad settings: one line, nothing built ---------------------------------------------------
 
 def assert_one_line_error(proc, *parts):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
+    return conftest.assert_one_line_error(proc, *parts, program="run_pretraining.py", status=2)
 
 
 @pytest.mark.parametrize("changes,parts", [

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import DEBIAN_REFERENCE_TXT, ELECTRA_DIR, FORTUNES_DEBIAN, PY, REPO, VOCAB_8K, run
+from conftest import assert_one_line_error, DEBIAN_REFERENCE_TXT, ELECTRA_DIR, FORTUNES_DEBIAN, PY, REPO, VOCAB_8K, run
 
 BUILDER = os.path.join(ELECTRA_DIR, "build_pretraining_dataset.py")
 SENTIMIENTOS = os.path.join(FORTUNES_DEBIAN, "sentimientos.fortunes")   # 35 x "corazón"
@@ -37,13 +37,20 @@ def build(corpus, out, *flags):
 
 
 def one_error_line(proc, program):
-    """The single `PROGRAM: error: ...` line of a refused run (non-zero exit, no traceback)."""
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith("warning")]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("%s: error: " % program), lines[0]
-    return lines[0]
+    """The single `PROGRAM: error: ...` line of a refused run (warnings may come before it)."""
+    return assert_one_line_error(proc, program=program, also_ignore=("warning",))
+
+
+def wait_for_children(pid, count, timeout=60):
+    """The sorted PIDs of pid's child processes, once there are `count` (or at the timeout)."""
+    children = []
+    deadline = time.time() + timeout
+    while len(children) < count and time.time() < deadline:
+        time.sleep(0.2)
+        listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
+                                stdout=subprocess.PIPE, universal_newlines=True).stdout
+        children = sorted(int(p) for p in listed.split())
+    return children
 
 
 def normalized_lines(text):
@@ -269,13 +276,7 @@ def test_builder_names_the_signal_that_killed_a_job(tmp_path, sig):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
     try:
-        jobs = []
-        deadline = time.time() + 60
-        while len(jobs) < 2 and time.time() < deadline:
-            time.sleep(0.2)
-            children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)],
-                                      stdout=subprocess.PIPE, universal_newlines=True).stdout
-            jobs = sorted(int(p) for p in children.split())
+        jobs = wait_for_children(proc.pid, 2)
         assert len(jobs) == 2, "no builder jobs found"
         time.sleep(0.5)
         os.kill(jobs[1], sig)
@@ -351,15 +352,10 @@ def test_stage_runner_names_the_signal_that_killed_the_builder(tmp_path):
          "--output-dir", str(data / "out"), "--num-processes", "1", "--tokenizer", "plain"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=REPO)
     try:
-        builder = []
-        deadline = time.time() + 60
-        while not builder and time.time() < deadline:
-            time.sleep(0.2)
-            builder = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)],
-                                     stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+        builder = wait_for_children(proc.pid, 1)
         assert builder, "the builder did not start"
         time.sleep(1.0)
-        os.kill(int(builder[0]), signal.SIGKILL)
+        os.kill(builder[0], signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, run
+from conftest import REPO, one_error_line, run
 from wrapper import pipeline
 
 MAKE = ["make", "--no-print-directory", "-C", REPO]
@@ -24,14 +24,6 @@ DRY_ONLY = {"conformance", "tensorboard"}
 
 def our_lines(stderr):
     return [l for l in stderr.splitlines() if l.strip() and not l.startswith("make")]
-
-
-def one_error_line(stderr):
-    """Our one line (make adds its own `make: *** [...] Error 2` after it)."""
-    assert "Traceback" not in stderr, stderr
-    lines = our_lines(stderr)
-    assert len(lines) == 1, stderr
-    return lines[0]
 
 
 def hostile(name, sentinels):

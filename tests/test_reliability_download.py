@@ -14,9 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import PY, run
-from reliability_support import (Running, file_digest, one_error_line, spanish_parts,
-                                      tree_digest)
+from conftest import one_error_line, PY, run
+from reliability_support import Running, file_digest, spanish_parts, tree_digest
 
 MB = 1 << 20
 

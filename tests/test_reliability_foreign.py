@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from conftest import CONFORMANCE, FORTUNES_SHARED, PY, REPO, VOCAB_8K, run
-from reliability_support import one_error_line, tree_digest
+from conftest import one_error_line, CONFORMANCE, FORTUNES_SHARED, PY, REPO, VOCAB_8K, run
+from reliability_support import tree_digest
 
 ELECTRA = os.path.join(REPO, "third_party", "electra")
 NOTE = "my notes, not the pipeline's\n"

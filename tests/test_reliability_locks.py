@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conftest import PY, REPO, run
-from reliability_support import Running, one_error_line
+from conftest import one_error_line, PY, REPO, run
+from reliability_support import Running
 
 LOCKING = [PY, "-m", "wrapper.locking"]
 
