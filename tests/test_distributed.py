@@ -5,7 +5,8 @@
   the trainer runs it), give the weights of one single-device step on the same global
   batch, the random parts given (tests/distributed_step.py).
 - run_pretraining.py with num_cpu_replicas 2 trains the tiny model to its last step,
-  writes the single-device variables, and resumes on one device.
+  writes the single-device variables, and resumes on one device; two trainer processes
+  killed mid-run resume from the last checkpoint.
 - Bad settings are one line; use_amp / use_xla build what they say.
 """
 import json
@@ -203,6 +204,46 @@ def test_two_cpu_replicas_train_then_resume_on_one_device(fortunes_data):
     assert [int(m.group(1)) for m in STEP_LINE.finditer(proc.stdout)] == [5, 6]
     assert tf.train.NewCheckpointReader(
         os.path.join(model_dir, "model.ckpt-6")).get_tensor("global_step") == 6
+
+
+def test_killed_worker_then_both_restarted_resume_from_the_last_checkpoint(fortunes_data):
+    """Two trainer processes on loopback (TF_CONFIG); one is killed mid-run. TF 1.15's
+    all-reduce has no timeout, so the other waits: it is stopped too, both are started
+    again, and they go on from the last checkpoint to the last step."""
+    model_dir = os.path.join(fortunes_data, "models", "workers")
+    hparams = tiny(num_train_steps=12, save_checkpoints_steps=4)
+    args = [PY, "run_pretraining.py", "--data-dir", fortunes_data, "--model-name", "workers",
+            "--hparams", json.dumps(hparams)]
+    cluster = ["127.0.0.1:%d" % port for port in free_ports(2)]
+    procs = start_workers(args, cluster, cwd=ELECTRA_DIR, bufsize=1)
+    try:
+        seen = []
+        for line in procs[0].stdout:            # the chief's progress lines
+            seen.append(line)
+            step = STEP_LINE.match(line)
+            if step and int(step.group(1)) >= 6:   # past the checkpoint of step 4
+                break
+        assert seen and STEP_LINE.match(seen[-1]), "".join(seen)[-3000:]
+        procs[1].kill()
+        procs[1].wait(timeout=60)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=60)
+    state = open(os.path.join(model_dir, "checkpoint")).read()
+    last = int(re.search(r'^model_checkpoint_path: ".*-(\d+)"', state, re.M).group(1))
+    assert 4 <= last < 12, state
+    cluster = ["127.0.0.1:%d" % port for port in free_ports(2)]
+    procs = start_workers(args, cluster, cwd=ELECTRA_DIR)
+    outputs = finish(procs, timeout=600)
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output[-3000:]
+        assert "(step %d)" % last in output and "Resuming from" in output, output[-3000:]
+    steps = [int(m.group(1)) for m in STEP_LINE.finditer(outputs[0])]
+    assert steps[0] == last + 1 and steps[-1] == 12, outputs[0][-3000:]
+    tf = pytest.importorskip("tensorflow").compat.v1
+    assert tf.train.NewCheckpointReader(
+        os.path.join(model_dir, "model.ckpt-12")).get_tensor("global_step") == 12
 
 
 # ---- bad settings: one line, nothing built ---------------------------------------------------
