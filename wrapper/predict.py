@@ -2,11 +2,13 @@
 
     python -m wrapper.predict --model-dir D/models/N/hf/discriminator "Los pájaros están hablando"
 
-prints the tokens in one row ("%7s" each, [CLS] and [SEP] included, as the tutorial's fast
-tokenizer showed them), the discriminator's 0/1 per token (logit > 0: "replaced") in the
-next, and its probabilities (sigmoid of the logits) in a third. The tokenizer is the one
-saved beside the model, so the text is tokenized as in pretraining (accents kept for a cased
-model; the tutorial's `do_lower_case=False` call stripped them).
+prints a legend, then the tokens in one row ("%7s" each, [CLS] and [SEP] included, as the
+tutorial's fast tokenizer showed them), the discriminator's verdict per token in the next
+(1 = replaced: logit > 0), its probability that the token was replaced (sigmoid of the logit)
+in a third with the highest marked "*", and last the word most likely replaced. The tokenizer
+is the one saved beside the model, so the text is tokenized as in pretraining (accents kept
+for a cased model; the tutorial's `do_lower_case=False` call stripped them). A sentence
+longer than the model's positions (512 for ELECTRA-small) is cut there, with a note.
 """
 import argparse
 import os
@@ -23,7 +25,11 @@ def load(model_dir):
                         "writes the tokenizer files" % model_dir)
     # transformers 2.8.0 imports TensorFlow when it is installed; the demo needs only torch.
     os.environ.setdefault("USE_TF", "0")
+    import logging
     import transformers
+    # A sentence past 512 tokens is cut (and said so) in main(); the tokenizer's own warning
+    # about it would be a second, noisier line.
+    logging.getLogger("transformers").setLevel(logging.ERROR)
     if hasattr(transformers, "utils") and hasattr(transformers.utils, "logging"):
         transformers.utils.logging.disable_progress_bar()   # current transformers only
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
@@ -38,25 +44,52 @@ def load(model_dir):
 
 
 def predict(tokenizer, model, sentence):
-    """(tokens, 0/1 predictions, probabilities) for every position, [CLS]/[SEP] included."""
+    """(tokens, 0/1 predictions, probabilities) for every position, [CLS]/[SEP] included,
+    and the number of tokens cut off the end (0 when the sentence fits the model)."""
     import torch
     ids = tokenizer.encode(sentence)
+    limit = model.config.max_position_embeddings
+    cut = max(0, len(ids) - limit)
+    if cut:   # positions past the table would index out of range: keep [SEP] last
+        ids = ids[:limit - 1] + ids[-1:]
     with torch.no_grad():
         out = model(torch.tensor([ids], dtype=torch.long))
     logits = (out[0] if isinstance(out, (tuple, list)) else out.logits).reshape(-1)
     tokens = tokenizer.convert_ids_to_tokens(ids)
-    return tokens, (logits > 0).long().tolist(), torch.sigmoid(logits).tolist()
+    return tokens, (logits > 0).long().tolist(), torch.sigmoid(logits).tolist(), cut
+
+
+LEGEND = ("row 1: tokens; row 2: verdict, 1 = replaced, 0 = original (logit > 0); "
+          "row 3: probability that the token was replaced, * = highest")
 
 
 def table(tokens, predictions, probabilities):
     """The tutorial's "%7s" columns, widened where a token needs it ("pájaros" has 7
-    characters, and "%7s" would glue it to its neighbour)."""
+    characters, and "%7s" would glue it to its neighbour), the top probability marked."""
     widths = [max(7, len(token) + 1) for token in tokens]
+    top = top_position(tokens, probabilities)
     return "\n".join([
         "".join("%*s" % (w, token) for w, token in zip(widths, tokens)),
         "".join("%*d" % (w, int(p)) for w, p in zip(widths, predictions)),
-        "".join("%*.2f" % (w, p) for w, p in zip(widths, probabilities)),
+        "".join(("%*.2f*" % (w - 1, p)) if i == top else "%*.2f" % (w, p)
+                for i, (w, p) in enumerate(zip(widths, probabilities))),
     ])
+
+
+def top_position(tokens, probabilities):
+    """The most likely replaced token, [CLS] and [SEP] aside (never replaced in training)."""
+    inner = range(1, len(tokens) - 1) if len(tokens) > 2 else range(len(tokens))
+    return max(inner, key=lambda i: probabilities[i])
+
+
+def top_word(tokens, position):
+    """The whole word around a word piece ("hablan ##do" -> "hablando")."""
+    start, end = position, position + 1
+    while start > 0 and tokens[start].startswith("##"):
+        start -= 1
+    while end < len(tokens) and tokens[end].startswith("##"):
+        end += 1
+    return "".join(t[2:] if t.startswith("##") else t for t in tokens[start:end])
 
 
 def parse_args(argv=None):
@@ -74,7 +107,15 @@ def main(argv=None):
     if not args.sentence.strip():
         raise UserError("the sentence is empty; pass one, e.g. \"Los pájaros están hablando\"")
     tokenizer, model = load(args.model_dir)
-    print(table(*predict(tokenizer, model, args.sentence)))
+    tokens, predictions, probabilities, cut = predict(tokenizer, model, args.sentence)
+    if cut:
+        print("note: the sentence has %d tokens, more than the model's %d positions; the "
+              "last %d are cut off" % (len(tokens) + cut, len(tokens), cut))
+    print(LEGEND)
+    print(table(tokens, predictions, probabilities))
+    top = top_position(tokens, probabilities)
+    print("most likely replaced: %s (token %s, p = %.2f)" % (
+        top_word(tokens, top), tokens[top], probabilities[top]))
     return 0
 
 
