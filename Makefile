@@ -35,6 +35,7 @@ IMAGE             ?=
 DOCKER_IMAGE      ?= $(if $(filter ngc,$(IMAGE)),electra-spanish:tf1.15.5-ngc23.03,electra-spanish:tf1.15.5-gpu)
 DEMO_DATA_DIR     ?= $(DATA_DIR)/demo
 DEMO_VOCAB_SIZE   ?= 4000
+DEMO_SEEDS        ?= 2
 
 # Every variable a stage reads: the same list as PIPELINE_VARS in wrapper/pipeline.py (a test
 # keeps them equal). Stages read them from the environment only: no value is ever spliced
@@ -42,7 +43,7 @@ DEMO_VOCAB_SIZE   ?= 4000
 PIPELINE_VARS := DATA_DIR MODEL_NAME PRESET HPARAMS_OVERRIDES CORPUS CORPUS_ENCODING DOWNLOAD_BYTES \
                  TRAIN_SIZE VOCAB VOCAB_SIZE NUM_PROCESSES ELECTRA_DIR SENTENCE \
                  TASK MODEL BASELINE SEEDS TASK_DATA NUM_GPUS
-USER_VARS     := $(PIPELINE_VARS) PYTHON37 TARGET GPU IMAGE DOCKER_IMAGE DEMO_DATA_DIR DEMO_VOCAB_SIZE
+USER_VARS     := $(PIPELINE_VARS) PYTHON37 TARGET GPU IMAGE DOCKER_IMAGE DEMO_DATA_DIR DEMO_VOCAB_SIZE DEMO_SEEDS
 # What the user gave (command line or environment) is taken literally: Make would otherwise
 # expand a `$(...)` inside it before anything else sees it.
 literal = $(if $(filter command line environment,$(origin $(1))),$(eval override $(1) := $$(value $(1))))
@@ -87,7 +88,8 @@ help: ## this list
 	  "TARGET=$$TARGET GPU=$$GPU" "make docker-run: the target to run; GPU=0 on a CPU-only host" \
 	  "IMAGE=ngc" "make docker-build/docker-run: NVIDIA's TF 1.15 image for Ampere hosts"
 	@echo "make demo runs all + predict in DATA_DIR/demo with VOCAB=train VOCAB_SIZE=$$DEMO_VOCAB_SIZE PRESET=demo-cpu"
-	@echo "on CORPUS= if given, else Debian's fortunes-es + debian-reference-es, else an OpenSubtitles slice."
+	@echo "on CORPUS= if given, else Debian's fortunes-es + debian-reference-es, else an OpenSubtitles slice,"
+	@echo "then make evaluate TASK=fortunes-es BASELINE=random SEEDS=$$DEMO_SEEDS."
 
 # ---- environments ----------------------------------------------------------------------
 setup: $(VENV)/.installed ## create .venv (Python 3.7, TF 1.15) from requirements.lock

@@ -1,11 +1,16 @@
 """`make demo` end to end in its shortest form: real Debian Spanish text, a trained vocab, the
 demo-cpu model for 20 steps, conversion, verification and the prediction table; then the
 stage records: a second run redoes nothing, and a run interrupted after a stage resumes at
-the stage that did not finish.
+the stage that did not finish. DATA_DIR and CORPUS hold spaces, quotes, `$(...)`, backticks,
+`;` and non-ASCII; at the end the data directory, mounted read-only, is still up to date and
+predicts.
 """
 import os
+import re
 
-from conftest import REPO, run
+from conftest import DEBIAN_REFERENCE_TXT, FORTUNES_DEBIAN, REPO, run
+from test_evaluate import real_classification_data
+from test_pipeline import read_only, read_only_mount_works
 
 MAKE = ["make", "--no-print-directory", "-C", REPO]
 STAGES = ["corpus", "vocab", "hparams", "pretrain-data", "pretrain-electra-spanish",
@@ -13,8 +18,25 @@ STAGES = ["corpus", "vocab", "hparams", "pretrain-data", "pretrain-electra-spani
 SHORT = 'HPARAMS_OVERRIDES={"num_train_steps": 20, "save_checkpoints_steps": 20}'
 
 
+# A shell or Make that evaluated any of it would fail the run (or touch `x`).
+AWKWARD = "dá tos 'q\" $(touch x) `touch x`; ñ"
+
+
+def awkward_corpus(root):
+    """The demo's own Debian text, reached through paths as awkward as AWKWARD."""
+    fortunes, reference = root / ("fortunes " + AWKWARD), root / ("referencia 'ñ'.txt.gz")
+    if not fortunes.exists():
+        os.symlink(FORTUNES_DEBIAN, str(fortunes))
+        os.symlink(DEBIAN_REFERENCE_TXT, str(reference))
+    return "%s:%s" % (fortunes, reference)
+
+
 def demo(tmp_path):
-    return run(MAKE + ["demo", "DATA_DIR=%s" % tmp_path, SHORT], timeout=900)
+    # Its evaluation on a small real task (two fortune categories) instead of all of them.
+    task_data = real_classification_data(str(tmp_path / "task"))
+    return run(MAKE + ["demo", "DATA_DIR=%s" % tmp_path, "CORPUS=" + awkward_corpus(tmp_path),
+                       SHORT, "TASK=two-categories", "TASK_DATA=" + task_data, "SEEDS=1"],
+               timeout=900)
 
 
 def assert_prediction_table(stdout):
@@ -28,12 +50,20 @@ def assert_prediction_table(stdout):
 
 
 def test_demo_shortest_form_then_resume(tmp_path):
+    tmp_path = tmp_path / AWKWARD
+    tmp_path.mkdir()
     data = tmp_path / "demo"
     hf = os.path.join(str(data), "models", "electra-spanish", "hf", "discriminator")
     first = demo(tmp_path)
     assert "Hugging Face model (ElectraForPreTraining): %s" % hf in first.stdout
     assert os.path.isfile(os.path.join(hf, "config.json"))
     assert_prediction_table(first.stdout)
+    # ... then is fine-tuned against random initialisation, and says how it did.
+    assert "== make evaluate TASK=two-categories" in first.stdout
+    for model in ("electra-spanish", "random init (same config)"):
+        assert re.search(r"%s +[\d.]+ ± [\d.]+" % re.escape(model), first.stdout), first.stdout
+    evaluation = os.path.join(str(data), "models", "electra-spanish", "evaluation")
+    assert sorted(os.listdir(evaluation)) == ["two-categories.json", "two-categories.png"]
     assert "up to date" not in first.stdout
     for stage in STAGES:
         assert os.path.isfile(os.path.join(str(data), ".stages", stage + ".done")), stage
@@ -44,3 +74,19 @@ def test_demo_shortest_form_then_resume(tmp_path):
     assert again.stdout.count(": up to date") == len(STAGES) - 1, again.stdout
     assert "verify-electra-spanish: up to date" not in again.stdout
     assert_prediction_table(again.stdout)
+
+    # Read-only (a private read-only mount): the stages that are up to date, a verify that
+    # is not (it writes only its record) and predict all run.
+    if not read_only_mount_works():
+        return      # no user namespaces here: test_pipeline.py says so as a skip
+    os.remove(os.path.join(str(data), ".stages", "verify-electra-spanish.done"))
+    settings = ["DATA_DIR=%s" % data, "CORPUS=" + awkward_corpus(tmp_path), "TRAIN_SIZE=100000",
+                "VOCAB=train", "VOCAB_SIZE=4000", "PRESET=demo-cpu", SHORT]
+    frozen = run(read_only(data, MAKE + ["all", "predict"] + settings), timeout=600)
+    assert frozen.stdout.count(": up to date") == len(STAGES) - 1, frozen.stdout
+    assert "verify-electra-spanish: DATA_DIR %s is read-only: running without a record" % data \
+        in frozen.stdout
+    assert "verify-electra-spanish: done in" in frozen.stdout
+    assert_prediction_table(frozen.stdout)
+    assert not os.path.exists(os.path.join(str(data), ".stages", "verify-electra-spanish.done"))
+    assert not os.path.exists(os.path.join(REPO, "x"))
