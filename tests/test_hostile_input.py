@@ -53,6 +53,21 @@ def wait_for_children(pid, count, timeout=60):
     return children
 
 
+def kill_a_child(proc, count, sig, settle):
+    """Once proc has `count` children: `settle` seconds, then sig to the last of them; proc's
+    CompletedProcess and the children's PIDs."""
+    try:
+        children = wait_for_children(proc.pid, count)
+        assert len(children) == count, "the builder's processes did not start"
+        time.sleep(settle)
+        os.kill(children[-1], sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), children
+
+
 def normalized_lines(text):
     """What the corpus stage keeps of fortune text: stripped lines, no blanks, no separators."""
     return [" ".join(l.split()) for l in text.splitlines() if l.strip() and l.strip() != "%"]
@@ -275,16 +290,7 @@ def test_builder_names_the_signal_that_killed_a_job(tmp_path, sig):
                              "--tokenizer", "plain"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
-    try:
-        jobs = wait_for_children(proc.pid, 2)
-        assert len(jobs) == 2, "no builder jobs found"
-        time.sleep(0.5)
-        os.kill(jobs[1], sig)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    result, jobs = kill_a_child(proc, 2, sig, settle=0.5)
     line = one_error_line(result, "build_pretraining_dataset.py")
     assert "job 1 (PID %d) was killed by %s (signal %d)" % (jobs[1], sig.name, sig) in line
     if sig == signal.SIGKILL:
@@ -351,16 +357,7 @@ def test_stage_runner_names_the_signal_that_killed_the_builder(tmp_path):
          PY, BUILDER, "--corpus-dir", str(corpus), "--vocab-file", VOCAB_8K,
          "--output-dir", str(data / "out"), "--num-processes", "1", "--tokenizer", "plain"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=REPO)
-    try:
-        builder = wait_for_children(proc.pid, 1)
-        assert builder, "the builder did not start"
-        time.sleep(1.0)
-        os.kill(builder[0], signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    result, _ = kill_a_child(proc, 1, signal.SIGKILL, settle=1.0)
     line = one_error_line(result, "stages")
     assert "build_pretraining_dataset.py was killed by SIGKILL (signal 9)" in line
     assert "OOM killer" in line and result.returncode == 2
