@@ -54,7 +54,8 @@ Stage = collections.namedtuple("Stage", [
     "keeps",       # a directory continued rather than replaced (the model directory)
     "may_change",  # JSON keys of the inputs that may change for `keeps`
     "commands",    # [Command], run in order; the first failure stops the stage
-    "writes",      # False: writes nothing into DATA_DIR but its record (runs read-only)
+    "writes",      # False: runs on a read-only DATA_DIR, unrecorded (verify: its scratch
+                   # logits then go to a temporary file, see verify_stage)
 ])
 
 

@@ -260,8 +260,9 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_
               writes=True):
     """Runs `commands` unless the stage's record says it is up to date; records success.
 
-    writes=False: the stage writes nothing into DATA_DIR but its record (verify), so on a
-    read-only DATA_DIR it still runs, unrecorded.
+    writes=False: the stage's result is its verdict, not files (verify: the TF logits it
+    keeps beside the model are scratch), so on a read-only DATA_DIR it still runs,
+    unrecorded, with that scratch elsewhere.
     """
     digest, details = fingerprint(inputs, variables, data_dir)
     done_path = record_path(data_dir, stage)
