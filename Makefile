@@ -102,7 +102,7 @@ $(VENV_MODERN)/.installed: requirements-modern.lock scripts/setup_venv.sh
 
 # The tests run make with their own settings: none of this make's leaks into them.
 test: setup setup-modern ## run the test suite (tests/)
-	env $(foreach var,$(USER_VARS),-u $(var)) $(PY) -m pytest -q tests $(PYTEST_ARGS)
+	env $(foreach var,$(USER_VARS),-u $(var)) $(PY) -m pytest -q --durations=15 tests $(PYTEST_ARGS)
 
 # ---- pipeline --------------------------------------------------------------------------
 # Each stage target is one line: wrapper/pipeline.py's table says what the stage reads, writes

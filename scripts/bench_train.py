@@ -9,10 +9,16 @@ not counted). Ratios are against the reference implementation measured on this m
 (google-research/electra, TF 1.15, same data and sizes): (a) 0.2 steps/s and 23 s to the
 first step, (b) 3.4 steps/s. A ratio >= 1.0 means ours is at least as fast.
 
+With --reference-dir DIR (a google-research/electra checkout; its run_pretraining.py takes
+the same command line), the reference runs (a) and (b) in this session too, right after
+ours, and the ratios are against those runs instead of the recorded figures: a machine's
+speed drifts from day to day (and on a shared machine, from minute to minute).
+
 Then (b) again on 2 CPU replicas (num_cpu_replicas 2, MirroredStrategy) on the same global
 batch: examples/s of both and their ratio, the overhead of the distributed path.
 
   .venv/bin/python scripts/bench_train.py [--steps-small 12] [--steps-tiny 80] [--steps-replicas 40]
+                                          [--reference-dir ../electra]
 """
 import argparse
 import json
@@ -48,14 +54,14 @@ def build_tfrecords(data_dir):
                     "--seed", "1234"], check=True, stdout=subprocess.DEVNULL)
 
 
-def timed_run(data_dir, name, hparams):
+def timed_run(data_dir, name, hparams, electra_dir=ELECTRA_DIR):
     """(seconds to the first step, steps/s after it, steps seen)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     start = time.time()
     proc = subprocess.Popen(
         [sys.executable, "run_pretraining.py", "--data-dir", data_dir, "--model-name", name,
          "--hparams", json.dumps(hparams)],
-        cwd=ELECTRA_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=electra_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         universal_newlines=True, env=env)
     stamps, tail = [], []   # (time, step) of each progress line: the trainer prints one
     for line in proc.stdout:  # after the first step, every iterations_per_loop, the last
@@ -81,7 +87,12 @@ def main():
     parser.add_argument("--steps-small", type=int, default=12)
     parser.add_argument("--steps-tiny", type=int, default=80)
     parser.add_argument("--steps-replicas", type=int, default=40)
+    parser.add_argument("--reference-dir", help="a google-research/electra checkout to run "
+                        "as the baseline in this session")
     args = parser.parse_args()
+    if args.reference_dir and not os.path.isfile(os.path.join(args.reference_dir,
+                                                              "run_pretraining.py")):
+        sys.exit("bench-train: no run_pretraining.py in --reference-dir %s" % args.reference_dir)
     work = tempfile.mkdtemp(prefix="bench-train-")
     try:
         data_dir = os.path.join(work, "data")
@@ -99,12 +110,20 @@ def main():
             first, sps, steps = timed_run(data_dir, name, hparams)
             speeds[name] = sps
             ref = REFERENCE[name]
+            if args.reference_dir:
+                ref_first, ref_sps, _ = timed_run(data_dir, "reference-" + name, hparams,
+                                                  args.reference_dir)
+                ref = {"steps_per_s": ref_sps, "first_step_s": ref_first}
+                print("%-6s reference in this session: %.2f steps/s, %.1f s to the first step"
+                      % (name, ref_sps, ref_first))
             print("%-6s %6d %10.2f %8s %14.1f %8s" % (
                 name, steps, sps, ratio(sps, ref["steps_per_s"]), first,
                 ratio(first, ref["first_step_s"], higher_is_better=False)))
             sys.stdout.flush()
-        print("reference (google-research/electra on this machine): small 0.2 steps/s, "
-              "23 s to the first step; tiny 3.4 steps/s. ratio >= 1.00x: ours as fast or faster")
+        if not args.reference_dir:
+            print("reference (google-research/electra on this machine, an earlier session): "
+                  "small 0.2 steps/s, 23 s to the first step; tiny 3.4 steps/s")
+        print("ratio >= 1.00x: ours as fast or faster")
         # Wall-clock figures: on a busy machine they say more about the load than the code.
         print("load average now: %.1f (%d cores); the reference figures are from an idle "
               "machine (load about 1)" % (os.getloadavg()[0], os.cpu_count() or 1))

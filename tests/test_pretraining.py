@@ -120,22 +120,27 @@ SWITCHES = [
 ]
 
 
+def tiny_config_and_batch(data_dir, **switches):
+    """The tiny model's config (vocab 8k) and the reference's tiny batch (its features)."""
+    configure = import_electra("configure_pretraining")
+    with open(os.path.join(CONVERTER, "expected-tiny.json")) as f:
+        batch = json.load(f)
+    config = configure.PretrainingConfig("x", data_dir, **tiny(**switches))
+    config.vocab_file = VOCAB_8K
+    return config, {k: batch[k] for k in ("input_ids", "input_mask", "segment_ids")}
+
+
 @pytest.mark.parametrize("switches,shapes,absent", SWITCHES,
                          ids=[json.dumps(s[0]) for s in SWITCHES])
 def test_reference_switches_build_and_train(tmp_path, switches, shapes, absent):
     """Each switch of the reference builds its graph, with its variables, and trains."""
     tf = pytest.importorskip("tensorflow").compat.v1
-    configure = import_electra("configure_pretraining")
     model = import_electra("pretraining_model")
     optimization = import_electra("optimization")
-    with open(os.path.join(CONVERTER, "expected-tiny.json")) as f:
-        batch = json.load(f)
-    config = configure.PretrainingConfig("x", str(tmp_path), **tiny(**switches))
-    config.vocab_file = VOCAB_8K
+    config, batch = tiny_config_and_batch(str(tmp_path), **switches)
     with tf.Graph().as_default():
         tf.set_random_seed(1)
-        features = {k: tf.constant(batch[k], tf.int32)
-                    for k in ("input_ids", "input_mask", "segment_ids")}
+        features = {k: tf.constant(v, tf.int32) for k, v in batch.items()}
         outputs = model.build_pretraining_model(config, features, True)
         train_op, _ = optimization.create_train_op(outputs.total_loss, 1e-3, 10, 2)
         names = {optimization.variable_name(v): v.shape.as_list()
@@ -195,6 +200,62 @@ def test_adam_update_equals_the_reference_formula():
         assert np.abs(got[k] - p).max() < 1e-5, k
 
 
+@pytest.mark.parametrize("size", [0.01, 10.0, float("nan")])
+def test_clip_by_global_norm_equals_tensorflows(size):
+    """optimization.clip_by_global_norm (no Identity per gradient) gives TF's bits."""
+    tf = pytest.importorskip("tensorflow").compat.v1
+    optimization = import_electra("optimization")
+    rng = np.random.RandomState(0)
+    with tf.Graph().as_default():
+        grads = [tf.constant(size * rng.randn(5, 3).astype("f")), None,
+                 tf.IndexedSlices(tf.constant(size * rng.randn(4, 3).astype("f")),
+                                  tf.constant([0, 2, 2, 7]), tf.constant([9, 3])),
+                 tf.constant(size * rng.randn(3).astype("f"))]
+        ours = optimization.clip_by_global_norm(grads, 1.0)
+        theirs, _ = tf.clip_by_global_norm(grads, 1.0)
+        assert ours[1] is None and isinstance(ours[2], tf.IndexedSlices)
+        with tf.Session() as session:
+            ours, theirs = session.run([[tf.convert_to_tensor(g) for g in ours if g is not None],
+                                        [tf.convert_to_tensor(g) for g in theirs
+                                         if g is not None]])
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)   # NaN where TF gives NaN
+
+
+def test_gradients_skipping_inputs_without_gradient_are_the_same_with_fewer_ops():
+    """skip_inputs_without_gradient: bit-equal gradients from fewer ops (the first step's time)."""
+    tf = pytest.importorskip("tensorflow").compat.v1
+    model = import_electra("pretraining_model")
+    optimization = import_electra("optimization")
+    config, batch = tiny_config_and_batch("/nonexistent")
+
+    def gradients(skip):
+        # A graph of its own each time, seeded: the same initial values and dropout masks.
+        with tf.Graph().as_default() as graph:
+            tf.set_random_seed(1)
+            features = {k: tf.constant(v, tf.int32) for k, v in batch.items()}
+            loss = model.build_pretraining_model(config, features, True).total_loss
+            tvars = tf.trainable_variables()
+            if skip:
+                optimization.skip_inputs_without_gradient(tvars)
+            before = len(graph.get_operations())
+            grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, tvars)]
+            built = len(graph.get_operations()) - before
+            # One thread: sums are added in one order, so equal gradients are equal bits.
+            single = tf.ConfigProto(intra_op_parallelism_threads=1,
+                                    inter_op_parallelism_threads=1)
+            with tf.Session(config=single) as session:
+                session.run(tf.global_variables_initializer())
+                return [v.name for v in tvars], session.run(grads), built
+
+    names, full, full_ops = gradients(skip=False)
+    _, skipped, skipped_ops = gradients(skip=True)
+    for name, a, b in zip(names, full, skipped):
+        assert np.array_equal(a, b), name
+    assert all(np.abs(a).max() > 0 for a in full)
+    assert skipped_ops < 0.85 * full_ops, (full_ops, skipped_ops)
+
+
 # ---- training --------------------------------------------------------------------------------
 
 def test_resumes_reference_checkpoint(tmp_path, fortunes_tfrecords):
@@ -241,6 +302,11 @@ def test_checkpoints_kept_and_summaries_written(trained_tiny):
     kept = sorted(int(re.search(r"-(\d+)\.index$", p).group(1))
                   for p in glob.glob(os.path.join(model_dir, "model.ckpt-*.index")))
     assert kept == [40, 60]  # keep_checkpoint_max 2 of 0, 20, 40, 60
+    # Each kept checkpoint has its .meta, and none is left of a deleted one (model.ckpt-0's
+    # .meta is written after the first step, before any later checkpoint).
+    metas = sorted(int(re.search(r"-(\d+)\.meta$", p).group(1))
+                   for p in glob.glob(os.path.join(model_dir, "model.ckpt-*.meta")))
+    assert metas == kept
     with open(os.path.join(model_dir, "graph.pbtxt")) as f:
         assert 'name: "generator_predictions/output_bias"' in f.read()
     reader = tf.train.NewCheckpointReader(os.path.join(model_dir, "model.ckpt-60"))

@@ -192,7 +192,9 @@ def input_fn_builder(config, files, is_training, num_cpu_threads=4):
     d = d.shuffle(buffer_size=100)
     d = d.batch(batch_size, drop_remainder=True)
 
-    # Parsing whole batches at once is cheaper than example by example.
+    # Parsing whole batches at once is cheaper than example by example. Plain graph code:
+    # autograph's conversion of this function took a second (it imported tf.contrib).
+    @tf.autograph.experimental.do_not_convert
     def decode(records):
       parsed = tf.io.parse_example(records, features)
       return {k: tf.cast(v, tf.int32) for k, v in parsed.items()}
@@ -322,13 +324,13 @@ class WriteError(Exception):
     self.error = error
 
 
-def write_text_atomically(path, text):
-  """tf.io.write_graph's write (temporary file, then rename), without leaving the
-  temporary file behind when the write itself fails (a full disk)."""
+def write_atomically(path, data):
+  """tf.io.write_graph's write (temporary file, then rename) of text or bytes, without
+  leaving the temporary file behind when the write itself fails (a full disk)."""
   temporary = "%s.tmp%s" % (path, uuid.uuid4().hex)
   try:
-    with tf.io.gfile.GFile(temporary, "w") as f:
-      f.write(text)
+    with tf.io.gfile.GFile(temporary, "wb" if isinstance(data, bytes) else "w") as f:
+      f.write(data)
     tf.io.gfile.rename(temporary, path, overwrite=True)
   except BaseException:
     try:
@@ -345,17 +347,19 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
   The stock hook serializes the whole graph (seconds of pure Python for ELECTRA-small)
   for graph.pbtxt, again for the events file and again for every checkpoint's .meta
   file, the first time before step 1 can run. The graph is finalized when the session
-  starts, so one serialization serves them all. Only the step-0 checkpoint (and its
-  .meta) is written before the first step; graph.pbtxt (its text takes seconds of
-  Python) and the events file's graph are written by a thread that starts once the
-  first step is done, so that they do not compete with it for the CPU. A failed write of
-  graph.pbtxt stops training at the end of the step it failed in. The files are those of
-  the stock hook (TF 1.15).
+  starts, so one serialization serves them all, and none of it is needed to take the
+  first step: only the variables of the starting step's checkpoint are saved before it.
+  A thread that starts once the first step is done serializes the graph, then writes
+  that checkpoint's .meta, the events file's graph and graph.pbtxt (its text takes
+  seconds of Python), so that they do not compete with the step for the CPU. Any later
+  checkpoint waits for that .meta first. A failed write stops training at the end of
+  the step it failed in. The files are those of the stock hook (TF 1.15).
   """
 
   _writer_thread = None
   _writer_error = None
   _graph_def = None
+  _pending_meta = None      # the starting step's checkpoint, until the thread writes its .meta
 
   def begin(self):
     # The stock begin, with the writer of summary_writer (the stock one is FileWriterCache's).
@@ -363,16 +367,28 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
     self._global_step_tensor = training_util._get_or_create_global_step_read()  # pylint: disable=protected-access
     if self._global_step_tensor is None:
       raise RuntimeError("Global step should be created to use CheckpointSaverHook.")
+    self._meta_written = threading.Event()
     for listener in self._listeners:
       listener.begin()
 
   def after_create_session(self, session, coord):
     global_step = session.run(self._global_step_tensor)
-    self._graph_def = tf.get_default_graph().as_graph_def(add_shapes=True)
+    self._graph = session.graph
     self._save(session, global_step)  # the checkpoint of the starting step, as the stock hook
     self._timer.update_last_triggered_step(global_step)
 
   def _write_graph(self):
+    try:
+      self._graph_def = self._graph.as_graph_def(add_shapes=True)
+      if self._pending_meta is not None:
+        try:
+          self._write_meta(self._pending_meta)
+        except (tf.errors.OpError, OSError) as e:
+          self._writer_error = WriteError(self._pending_meta + ".meta", e)
+          return
+        self._pending_meta = None
+    finally:
+      self._meta_written.set()
     saver = self._get_saver()
     meta_graph_def = meta_graph.create_meta_graph_def(
         graph_def=self._graph_def, saver_def=saver.saver_def if saver else None)
@@ -381,10 +397,17 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
     self._summary_writer.add_meta_graph(meta_graph_def)
     path = os.path.join(self._checkpoint_dir, "graph.pbtxt")
     try:
-      write_text_atomically(path, text_format.MessageToString(self._graph_def,
-                                                              float_format=""))
+      write_atomically(path, text_format.MessageToString(self._graph_def, float_format=""))
     except (tf.errors.OpError, OSError) as e:
       self._writer_error = WriteError(path, e)
+
+  def _write_meta(self, checkpoint_path):
+    """checkpoint_path.meta, as the stock hook's Saver writes it."""
+    with self._graph.as_default():
+      meta_graph_def = tf.train.export_meta_graph(graph_def=self._graph_def,
+                                                  saver_def=self._get_saver().saver_def)
+    write_atomically(checkpoint_path + ".meta",
+                     meta_graph_def.SerializeToString(deterministic=True))
 
   def _check_graph_written(self, wait=False):
     if self._writer_thread is None:
@@ -400,14 +423,18 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
     super(CheckpointSaverHook, self).after_run(run_context, run_values)
 
   def _save(self, session, step):
-    """The stock _save, writing the .meta file from the graph serialized at start."""
+    """The stock _save, writing the .meta file from the graph serialized once."""
     for listener in self._listeners:
       listener.before_save(session, step)
     saver = self._get_saver()
+    if self._writer_thread is not None:
+      self._meta_written.wait()  # the starting checkpoint's .meta first (it may be deleted)
+      self._check_graph_written()
     path = saver.save(session, self._save_path, global_step=step, write_meta_graph=False)
-    with session.graph.as_default():
-      tf.train.export_meta_graph(path + ".meta", graph_def=self._graph_def,
-                                 saver_def=saver.saver_def)
+    if self._graph_def is None:
+      self._pending_meta = path  # before the first step: the thread writes it
+    else:
+      self._write_meta(path)
     self._summary_writer.add_session_log(
         tf.SessionLog(status=tf.SessionLog.CHECKPOINT, checkpoint_path=self._save_path), step)
     should_stop = False
