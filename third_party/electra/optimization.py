@@ -240,7 +240,9 @@ def skip_inputs_without_gradient(variables):
   only for it to go unused: 1,300 of ELECTRA-small's 6,200 gradient ops, built in
   Python before the first step. An input needs no gradient when no path from the variables
   reaches it (through floating-point tensors, not through StopGradient). The gradients
-  of the other inputs are the same ops either way.
+  of the other inputs are the same ops either way. The marks stay on the graph's ops, so
+  they hold for gradients with respect to these variables only: the one kind the
+  trainer takes.
   """
   # A mirrored variable (tf.distribute) is one variable per device: start from all of them.
   frontier = [copy.op for v in variables for copy in getattr(v, "values", (v,))]
