@@ -4,6 +4,7 @@ Real text comes from Debian's fortunes-es and debian-reference-es (installed by 
 and from the reference data's byte-exact copy of fortunes-es 1.36 (tests/conformance/).
 """
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,18 @@ FORTUNES_DEBIAN = "/usr/share/games/fortunes/es"
 DEBIAN_REFERENCE_TXT = "/usr/share/debian-reference/debian-reference.es.txt.gz"
 
 sys.path.insert(0, REPO)
+
+
+def tf1():
+    """tensorflow.compat.v1, imported here (the TF suite's tests fail, not skip, without it)."""
+    import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
+    return tf
+
+
+def pretrain(data_dir, model_name, hparams, check=True):
+    """run_pretraining.py --data-dir D --model-name N --hparams JSON, from its folder."""
+    return run([PY, "run_pretraining.py", "--data-dir", data_dir, "--model-name", model_name,
+                "--hparams", json.dumps(hparams)], check=check, cwd=ELECTRA_DIR)
 
 
 def run(args, check=True, **kwargs):

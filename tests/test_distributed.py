@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import conftest
-from conftest import CONFORMANCE, ELECTRA_DIR, PY, VOCAB_8K, run
+from conftest import CONFORMANCE, ELECTRA_DIR, PY, VOCAB_8K, pretrain, run, tf1
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFORMANCE_TINY = os.path.join(CONFORMANCE, "converter")
@@ -63,7 +63,6 @@ def assert_same_step(got, want, name):
 
 @pytest.fixture(scope="module")
 def initial_checkpoint(tmp_path_factory):
-    pytest.importorskip("tensorflow")
     return import_step().write_initial_checkpoint(str(tmp_path_factory.mktemp("init")))
 
 
@@ -92,7 +91,7 @@ def test_two_cpu_replicas_step_equals_one_device_step(initial_checkpoint, single
 
 
 def tf_reader(checkpoint):
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     return tf.train.NewCheckpointReader(checkpoint)
 
 
@@ -156,11 +155,6 @@ def test_two_worker_processes_step_equals_one_device_step(tmp_path, initial_chec
 
 # ---- the trainer on 2 CPU replicas -----------------------------------------------------------
 
-def pretrain(data_dir, model_name, hparams, check=True):
-    return run([PY, "run_pretraining.py", "--data-dir", data_dir, "--model-name", model_name,
-                "--hparams", json.dumps(hparams)], check=check, cwd=ELECTRA_DIR)
-
-
 def tiny(**changes):
     return dict(TINY_HPARAMS, iterations_per_loop=1, **changes)   # a progress line per step
 
@@ -178,7 +172,7 @@ def fortunes_data(tmp_path_factory, fortunes_dir):
 
 
 def test_two_cpu_replicas_train_then_resume_on_one_device(fortunes_data):
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     model_dir = os.path.join(fortunes_data, "models", "cpu2")
     proc = pretrain(fortunes_data, "cpu2", tiny(num_train_steps=4, save_checkpoints_steps=4,
                                                 num_cpu_replicas=2))
@@ -241,7 +235,7 @@ def test_killed_worker_then_both_restarted_resume_from_the_last_checkpoint(fortu
         assert "(step %d)" % last in output and "Resuming from" in output, output[-3000:]
     steps = [int(m.group(1)) for m in STEP_LINE.finditer(outputs[0])]
     assert steps[0] == last + 1 and steps[-1] == 12, outputs[0][-3000:]
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     assert tf.train.NewCheckpointReader(
         os.path.join(model_dir, "model.ckpt-12")).get_tensor("global_step") == 12
 
@@ -279,7 +273,6 @@ def test_bad_tf_config_is_one_line(fortunes_data):
 # ---- the plan: no strategy by default --------------------------------------------------------
 
 def test_default_hparams_build_no_strategy(tmp_path):
-    pytest.importorskip("tensorflow")
     configure = import_electra("configure_pretraining")
     distribute = import_electra("distribute")
     config = configure.PretrainingConfig("m", str(tmp_path))
@@ -340,7 +333,6 @@ def test_use_amp_wraps_the_optimizer_and_skips_non_finite_steps():
 
 
 def test_use_amp_and_use_xla_set_the_session_rewrites():
-    pytest.importorskip("tensorflow")
     trainer = import_electra("run_pretraining")
     from tensorflow.core.protobuf import rewriter_config_pb2
     import tensorflow.compat.v1 as tf
@@ -360,7 +352,7 @@ def test_use_amp_and_use_xla_set_the_session_rewrites():
 def test_single_device_graph_is_the_reference_shape():
     """Without a strategy and AMP: tf.gradients, clip_by_global_norm, ref-variable ApplyAdam
     per variable (the reference's graph), none of the distributed path's ops."""
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     optimization = import_electra("optimization")
     with tf.Graph().as_default() as graph:
         x = tf.get_variable("layer/kernel", initializer=np.ones([3], np.float32))

@@ -36,4 +36,4 @@ def test_nothing_loads_electra_files_by_path():
     proc = subprocess.run(["grep", "-rn", "--include=*.py", loader, "wrapper", "tests",
                            "third_party"], cwd=REPO, stdout=subprocess.PIPE,
                           universal_newlines=True)
-    assert proc.stdout == ""
+    assert proc.returncode == 1 and proc.stdout == "", (proc.returncode, proc.stdout)  # 1: no match

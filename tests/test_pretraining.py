@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import conftest
-from conftest import CONFORMANCE, ELECTRA_DIR, PY, VOCAB_8K, run
+from conftest import CONFORMANCE, ELECTRA_DIR, PY, VOCAB_8K, pretrain, run, tf1
 
 CONVERTER = os.path.join(CONFORMANCE, "converter")
 TINY_CKPT = os.path.join(CONVERTER, "tiny-ckpt")
@@ -50,11 +50,6 @@ def make_data_dir(root, tfrecords=None):
     return str(root)
 
 
-def pretrain(data_dir, model_name, hparams, check=True):
-    return run([PY, "run_pretraining.py", "--data-dir", data_dir, "--model-name", model_name,
-                "--hparams", json.dumps(hparams)], check=check, cwd=ELECTRA_DIR)
-
-
 def progress(stdout):
     """(step, total, loss) of every progress line."""
     return [(int(m.group(1)), int(m.group(2)), float(m.group(7)))
@@ -75,7 +70,7 @@ def import_electra(name):
 
 
 def test_inference_logits_equal_reference_on_its_checkpoint(tmp_path):
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     configure = import_electra("configure_pretraining")
     model = import_electra("pretraining_model")
     with open(os.path.join(CONVERTER, "expected-tiny.json")) as f:
@@ -134,7 +129,7 @@ def tiny_config_and_batch(data_dir, **switches):
                          ids=[json.dumps(s[0]) for s in SWITCHES])
 def test_reference_switches_build_and_train(tmp_path, switches, shapes, absent):
     """Each switch of the reference builds its graph, with its variables, and trains."""
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     model = import_electra("pretraining_model")
     optimization = import_electra("optimization")
     config, batch = tiny_config_and_batch(str(tmp_path), **switches)
@@ -168,7 +163,7 @@ def test_reference_switches_build_and_train(tmp_path, switches, shapes, absent):
 
 def test_adam_update_equals_the_reference_formula():
     """Adam without bias correction, decoupled weight decay, no decay on LayerNorm/bias."""
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     optimization = import_electra("optimization")
     rng = np.random.RandomState(0)
     start = {"a/kernel": rng.randn(5, 3).astype("f"), "a/bias": rng.randn(3).astype("f"),
@@ -203,7 +198,7 @@ def test_adam_update_equals_the_reference_formula():
 @pytest.mark.parametrize("size", [0.01, 10.0, float("nan")])
 def test_clip_by_global_norm_equals_tensorflows(size):
     """optimization.clip_by_global_norm (no Identity per gradient) gives TF's bits."""
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     optimization = import_electra("optimization")
     rng = np.random.RandomState(0)
     with tf.Graph().as_default():
@@ -224,7 +219,7 @@ def test_clip_by_global_norm_equals_tensorflows(size):
 
 def test_gradients_skipping_inputs_without_gradient_are_the_same_with_fewer_ops():
     """skip_inputs_without_gradient: bit-equal gradients from fewer ops (the first step's time)."""
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     model = import_electra("pretraining_model")
     optimization = import_electra("optimization")
     config, batch = tiny_config_and_batch("/nonexistent")
@@ -297,7 +292,7 @@ def test_training_lowers_the_loss(trained_tiny):
 
 
 def test_checkpoints_kept_and_summaries_written(trained_tiny):
-    tf = pytest.importorskip("tensorflow").compat.v1
+    tf = tf1()
     _, model_dir, _ = trained_tiny
     kept = sorted(int(re.search(r"-(\d+)\.index$", p).group(1))
                   for p in glob.glob(os.path.join(model_dir, "model.ckpt-*.index")))

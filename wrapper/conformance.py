@@ -31,7 +31,7 @@ import tempfile
 import time
 import types
 
-from wrapper import paths
+from wrapper import paths, tf_checkpoint
 from wrapper.cli import UserError, run_main
 
 REFERENCE_DIR = os.path.join(paths.REPO_ROOT, "tests", "conformance")
@@ -124,7 +124,7 @@ def shard_digests(directory):
     so the digest does not depend on how protobuf ordered the bytes; a shard's digest covers
     its examples in file order, the total every shard in shard-index order. This is the
     format of the reference's builder/*.json."""
-    tf = quiet_tensorflow()
+    tf = tf_checkpoint.quiet_tensorflow()
     names = sorted((n for n in os.listdir(directory) if SHARD_NAME.match(n)),
                    key=lambda n: int(SHARD_NAME.match(n).group(1)))
     total, shards, examples = hashlib.sha256(), {}, 0
@@ -247,7 +247,7 @@ def import_file(path, name):
 
 def checkpoint_variables(prefix):
     """{name: {"shape": [...], "dtype": "float32"}} of a TF checkpoint (the reference's format)."""
-    tf = quiet_tensorflow()
+    tf = tf_checkpoint.quiet_tensorflow()
     reader = tf.train.NewCheckpointReader(prefix)
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     return {name: {"shape": list(shapes[name]), "dtype": dtypes[name].name} for name in shapes}
@@ -287,7 +287,7 @@ def check_variables(ctx):
     if failure:
         return failure
     log("variables: trained in %.0f s" % (time.time() - started))
-    tf = quiet_tensorflow()
+    tf = tf_checkpoint.quiet_tensorflow()
     prefix = tf.train.latest_checkpoint(os.path.join(data_dir, "models", "conformance"))
     if prefix is None:
         return Result(False, "run_pretraining.py wrote no checkpoint under models/conformance")
@@ -386,15 +386,6 @@ class Context(object):
 
 def quiet_env():
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-
-
-def quiet_tensorflow():
-    """TensorFlow 1.15, imported only by the checks that read TFRecords or checkpoints (the
-    decoding is TensorFlow's own, not our writer's), without its deprecation chatter."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow.compat.v1 as tf
-    tf.logging.set_verbosity(tf.logging.ERROR)
-    return tf
 
 
 def run_logged(command, log_file, cwd=None):

@@ -311,12 +311,12 @@ def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
 def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr,
                  encoding=DEFAULT_ENCODING):
     """Normalizes `sources` into `out_dir`/part-*.txt; returns the statistics."""
-    # The text is written twice at the peak (the whole, then its parts) and never grows.
-    needed = 2 * source_bytes(sources)
     try:
         return _write_corpus(sources, out_dir, train_size, num_files, log, encoding)
     except OSError as e:
-        full = disk_full_error(e, os.path.dirname(os.path.abspath(out_dir)), needed)
+        # The text is written twice at the peak (the whole, then its parts), never more.
+        full = disk_full_error(e, os.path.dirname(os.path.abspath(out_dir)),
+                               2 * source_bytes(sources))
         if full is None:
             raise
         raise full

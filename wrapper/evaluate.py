@@ -19,7 +19,6 @@ classes are unbalanced); classification tasks also print the majority class's sc
 floor any model must clear. The loop is a plain one rather than transformers' Trainer: it is
 short, gives the per-epoch progress bar and dev curve directly, and needs no accelerate.
 """
-import argparse
 import json
 import math
 import os
@@ -29,7 +28,7 @@ import sys
 import time
 
 from wrapper import eval_tasks, fsutil, paths
-from wrapper.cli import UserError, run_main
+from wrapper.cli import UserError, model_parser, run_main
 
 PROGRAM = "wrapper.evaluate"
 # Fine-tuning settings per task kind; the command line overrides them. ELECTRA-small's own
@@ -63,6 +62,7 @@ def resolve_source(source, what):
                             "or give a Hugging Face model directory or hub id" % (what, source))
         return source
     from huggingface_hub import snapshot_download
+    error = None
     for local_only in (True, False):
         if not local_only and not eval_tasks.hub_reachable():
             break
@@ -70,11 +70,11 @@ def resolve_source(source, what):
             return snapshot_download(source, local_files_only=local_only,
                                      allow_patterns=["*.json", "*.txt", "*.safetensors",
                                                      "*.bin", "*.model"])
-        except Exception:   # not cached / offline / no such repository: several types
-            continue
-    raise UserError("%s %s: cannot fetch it from the Hugging Face hub (offline, or no such "
-                    "model?); download it where there is a network and give its directory "
-                    "instead" % (what, source))
+        except Exception as e:   # not cached / offline / no such repository: several types
+            error = e
+    cause = "offline" if error is None else (str(error).strip().splitlines() or [""])[0][:150]
+    raise UserError("%s %s: cannot fetch it from the Hugging Face hub (%s); download it where "
+                    "there is a network and give its directory instead" % (what, source, cause))
 
 
 def load_config_and_tokenizer(directory, what):
@@ -328,11 +328,9 @@ def plot(result, path):
 # ---- command line -----------------------------------------------------------------------
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m wrapper.evaluate",
-        description="Fine-tune the converted discriminator (and baselines) on a Spanish task.")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--model-name", required=True)
+    parser = model_parser(
+        "python -m wrapper.evaluate",
+        "Fine-tune the converted discriminator (and baselines) on a Spanish task.")
     parser.add_argument("--task", required=True,
                         help="fortunes-es, xnli-es, pawsx-es, conll2002-es, or any name with "
                              "--task-data")
@@ -399,8 +397,11 @@ def main(argv=None):
                   train_examples=len(task["train"]), dev_examples=len(task["dev"]),
                   labels=task["labels"], settings=settings, majority_class=majority_floor(task),
                   models=[])
+    encodings = {}   # by tokenizer: random init shares the model's, encoded once
     for label, directory, config, tokenizer, pretrained in runs:
-        encoded = encode(task, tokenizer, settings["max_seq_length"])
+        if id(tokenizer) not in encodings:
+            encodings[id(tokenizer)] = encode(task, tokenizer, settings["max_seq_length"])
+        encoded = encodings[id(tokenizer)]
         curves, train_losses, seconds = [], [], []
         for seed in range(1, args.seeds + 1):
             start = time.time()

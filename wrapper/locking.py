@@ -171,8 +171,10 @@ def _open_lock_file(path):
             raise UserError("cannot create the lock file %s: %s" % (path, e.strerror or e))
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
-    except OSError:
+    except FileNotFoundError:
         return None, False
+    except OSError as e:   # there, but unreadable: running unlocked would be silent
+        raise UserError("cannot open the lock file %s: %s" % (path, e.strerror or e))
 
 
 def acquire(path, what, shared=False, command=None, label=None, attempts=3):

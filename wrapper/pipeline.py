@@ -299,11 +299,7 @@ def run_one(name, v, dry_run=False):
     with contextlib.ExitStack() as stack:
         take_locks(name, v, stack)
         s = STAGES[name][1](v)
-        for path in s.inputs:
-            if not os.path.exists(path):
-                raise UserError("%s needs %s, which is missing; run the stage that writes it "
-                                "first (make all runs every stage in order)"
-                                % (s.record or name, path))
+        stages.check_inputs(s.record or name, s.inputs)
         if s.record is None:
             return stages.run_commands(s.commands)
         return stages.run_stage(s.record, v["DATA_DIR"], s.inputs + s.input_list, s.variables,
@@ -501,8 +497,6 @@ def main(argv=None):
             return run_stages(["hparams", "pretrain"], v, dry_run)
         if args.stage == ["all"]:
             return run_stages(ALL, v, dry_run, headers=True)
-        if len(args.stage) == 1:
-            return run_one(args.stage[0], v, dry_run)
         return run_stages(args.stage, v, dry_run)
     except UserError as e:
         sys.stdout.flush()

@@ -256,6 +256,14 @@ def killed_by_signal(argv, number):
             "same make command again to redo the stage" % (what, name, number, hint))
 
 
+def check_inputs(stage, inputs):
+    """UserError naming the first of `inputs` that is missing."""
+    for path in inputs:
+        if not os.path.exists(path):
+            raise UserError("%s needs %s, which is missing; run the stage that writes it first "
+                            "(make all runs every stage in order)" % (stage, path))
+
+
 def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_change=(),
               writes=True):
     """Runs `commands` unless the stage's record says it is up to date; records success.
@@ -346,10 +354,7 @@ def main(argv=None):
                         help="a key of the JSON inputs that may change for a --keeps "
                              "directory (num_train_steps: a longer run continues the model)")
     args = parser.parse_args(argv)
-    for path in args.input:   # --input-list paths are the command's to check (CORPUS=)
-        if not os.path.exists(path):
-            raise UserError("%s needs %s, which is missing; run the stage that writes it first "
-                            "(make all runs every stage in order)" % (args.stage, path))
+    check_inputs(args.stage, args.input)   # --input-list paths are the command's to check
     inputs = args.input + [p for p in args.input_list.split(os.pathsep) if p]
     return run_stage(args.stage, args.data_dir, inputs, parse_vars(args.var),
                      args.output, args.keeps, [command] if command else [],

@@ -82,7 +82,8 @@ def resolve_checkpoint(path):
     return prefix
 
 
-def _tf():
+def quiet_tensorflow():
+    """tensorflow.compat.v1, imported on first use, without its log and deprecation chatter."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow.compat.v1 as tf
     tf.logging.set_verbosity(tf.logging.ERROR)
@@ -104,7 +105,7 @@ def read_tensors(prefix, names=None):
 
 
 def _reader(prefix):
-    tf = _tf()
+    tf = quiet_tensorflow()
     try:
         return tf.train.NewCheckpointReader(prefix)
     except Exception as e:  # DataLossError and friends: a corrupt or truncated file

@@ -22,7 +22,6 @@ from wrapper.electra import tokenization
 
 MAX_TOKENS = 128
 CORPUS_LINES = 4
-NETWORKS = ("discriminator", "generator")
 
 # Real sentences with the accents and punctuation a cased Spanish vocab must keep apart.
 SENTENCES = [
@@ -108,7 +107,7 @@ def compute(data_dir, model_name):
                         % model_dir)
     prefix = tf_checkpoint.resolve_checkpoint(model_dir)
     shapes = tf_checkpoint.read_shapes(prefix)
-    networks = [n for n in NETWORKS if convert.has_network(list(shapes), n)]
+    networks = [n for n in convert.NETWORKS if convert.has_network(list(shapes), n)]
     run_config, _, source = export.load_run_config(data_dir, model_name)
     vocab_path = paths.vocab_file(data_dir)
     hf_configs = export.derive_hf_configs(run_config, shapes,
@@ -118,8 +117,6 @@ def compute(data_dir, model_name):
     texts, rows = builder_rows(tokenizer, list(SENTENCES) + corpus_lines(data_dir))
     input_ids, input_mask, segment_ids = pad_rows(rows)
 
-    import tensorflow.compat.v1 as tf
-    tf.logging.set_verbosity(tf.logging.ERROR)
     from wrapper import electra
     pretraining_model = electra.load("pretraining_model")
     logits, built = pretraining_model.run_inference_logits(

@@ -24,7 +24,6 @@ import numpy as np
 
 from wrapper import convert, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
-from wrapper.tf_reference import NETWORKS
 
 TOLERANCE = 1e-4
 
@@ -196,7 +195,7 @@ def _is_legacy():
 def verify(data_dir, model_name, tf_reference=None):
     path = tf_reference or paths.tf_reference_file(data_dir, model_name)
     ref = load_reference(path, data_dir, model_name)
-    dirs = hf_dirs(data_dir, model_name, [n for n in NETWORKS if "%s_logits" % n in ref])
+    dirs = hf_dirs(data_dir, model_name, [n for n in convert.NETWORKS if "%s_logits" % n in ref])
     report = Report()
     import transformers
     print("verify %s (transformers %s): %d sentences, %d tokens against the TF logits in %s"

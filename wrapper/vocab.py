@@ -32,13 +32,12 @@ def validate(tokens, source):
     """Raises UserError unless `tokens` is a usable BERT vocab: the builder's own rules
     (tokenization.vocab_problem), and no blank line or whitespace inside a token, which the
     builder would keep as tokens that no text can ever produce."""
-    if tokens:
-        for number, token in enumerate(tokens, 1):
-            if not token.strip():
-                raise UserError("vocab %s: line %d is blank" % (source, number))
-            if len(token.split()) != 1:
-                raise UserError("vocab %s: line %d (%r) holds whitespace; one token per line"
-                                % (source, number, token))
+    for number, token in enumerate(tokens, 1):
+        if not token.strip():
+            raise UserError("vocab %s: line %d is blank" % (source, number))
+        if len(token.split()) != 1:
+            raise UserError("vocab %s: line %d (%r) holds whitespace; one token per line"
+                            % (source, number, token))
     problem = tokenization.vocab_problem(tokens)
     if problem:
         raise UserError("vocab %s %s" % (source, problem))

@@ -34,7 +34,6 @@ if _HERE not in sys.path:
 import tensorflow.compat.v1 as tf  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
-from tensorflow.python.framework import meta_graph  # noqa: E402
 from tensorflow.python.training import training_util  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
 
@@ -80,8 +79,8 @@ def log(*parts):
 
 
 # What main() needs to say where an interrupted or failed training stopped: the last step
-# done (ETAHook), the model dir, and the bytes one checkpoint takes (model_fn).
-RUN_STATE = {"step": None, "model_dir": None, "checkpoint_bytes": None}
+# done (ETAHook) and the bytes one checkpoint takes (model_fn).
+RUN_STATE = {"step": None, "checkpoint_bytes": None}
 
 
 def secs_to_str(secs):
@@ -358,7 +357,7 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
 
   _writer_thread = None
   _writer_error = None
-  _graph_def = None
+  _meta_bytes = None        # every checkpoint's .meta (the graph is final): made once
   _pending_meta = None      # the starting step's checkpoint, until the thread writes its .meta
 
   def begin(self):
@@ -379,7 +378,12 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
 
   def _write_graph(self):
     try:
-      self._graph_def = self._graph.as_graph_def(add_shapes=True)
+      graph_def = self._graph.as_graph_def(add_shapes=True)
+      # In the graph's context: this thread's default graph is not the training graph.
+      with self._graph.as_default():
+        meta_graph_def = tf.train.export_meta_graph(graph_def=graph_def,
+                                                    saver_def=self._get_saver().saver_def)
+      self._meta_bytes = meta_graph_def.SerializeToString(deterministic=True)
       if self._pending_meta is not None:
         try:
           self._write_meta(self._pending_meta)
@@ -389,25 +393,18 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
         self._pending_meta = None
     finally:
       self._meta_written.set()
-    saver = self._get_saver()
-    meta_graph_def = meta_graph.create_meta_graph_def(
-        graph_def=self._graph_def, saver_def=saver.saver_def if saver else None)
     # add_graph(graph) would serialize the graph again; this is the event it writes.
-    self._summary_writer.add_event(tf.Event(graph_def=self._graph_def.SerializeToString()))
+    self._summary_writer.add_event(tf.Event(graph_def=graph_def.SerializeToString()))
     self._summary_writer.add_meta_graph(meta_graph_def)
     path = os.path.join(self._checkpoint_dir, "graph.pbtxt")
     try:
-      write_atomically(path, text_format.MessageToString(self._graph_def, float_format=""))
+      write_atomically(path, text_format.MessageToString(graph_def, float_format=""))
     except (tf.errors.OpError, OSError) as e:
       self._writer_error = WriteError(path, e)
 
   def _write_meta(self, checkpoint_path):
     """checkpoint_path.meta, as the stock hook's Saver writes it."""
-    with self._graph.as_default():
-      meta_graph_def = tf.train.export_meta_graph(graph_def=self._graph_def,
-                                                  saver_def=self._get_saver().saver_def)
-    write_atomically(checkpoint_path + ".meta",
-                     meta_graph_def.SerializeToString(deterministic=True))
+    write_atomically(checkpoint_path + ".meta", self._meta_bytes)
 
   def _check_graph_written(self, wait=False):
     if self._writer_thread is None:
@@ -431,7 +428,7 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
       self._meta_written.wait()  # the starting checkpoint's .meta first (it may be deleted)
       self._check_graph_written()
     path = saver.save(session, self._save_path, global_step=step, write_meta_graph=False)
-    if self._graph_def is None:
+    if self._meta_bytes is None:
       self._pending_meta = path  # before the first step: the thread writes it
     else:
       self._write_meta(path)
