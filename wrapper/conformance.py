@@ -288,7 +288,7 @@ def check_variables(ctx):
         return failure
     log("variables: trained in %.0f s" % (time.time() - started))
     tf = tf_checkpoint.quiet_tensorflow()
-    prefix = tf.train.latest_checkpoint(os.path.join(data_dir, "models", "conformance"))
+    prefix = tf.train.latest_checkpoint(paths.model_dir(data_dir, "conformance"))
     if prefix is None:
         return Result(False, "run_pretraining.py wrote no checkpoint under models/conformance")
     with open(ctx.ref(VARIABLES)) as f:
