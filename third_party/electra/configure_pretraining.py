@@ -55,6 +55,8 @@ DEFAULTS = collections.OrderedDict([
     ("num_cpu_replicas", 0),          # >0: replicas on that many CPU devices instead
     ("use_amp", False),               # automatic mixed precision + dynamic loss scaling
     ("use_xla", False),               # XLA auto-clustering (the session's global JIT level)
+    ("precision", "fp32"),            # PyTorch trainer: fp32 | tf32 | bf16 | fp16 (TF1: use_amp)
+    ("seed", None),                   # random seed of initialization and draws (None: fresh)
     ("max_predictions_per_seq", 19),  # recomputed from mask_prob and max_seq_length
     ("model_name", None),
     ("pretrain_tfrecords", None),
@@ -70,6 +72,7 @@ _NONE_DEFAULT_TYPES = {
     "tpu_job_name": (str,), "tpu_name": (str,), "tpu_zone": (str,), "gcp_project": (str,),
     "model_name": (str,), "pretrain_tfrecords": (str,), "vocab_file": (str,),
     "model_dir": (str,), "results_txt": (str,), "results_pkl": (str,),
+    "seed": (int,),
 }
 
 # Keys `model_hparam_overrides` may set: the transformer configuration (modeling.BertConfig).
@@ -85,6 +88,7 @@ MODEL_SIZES = {"small": (256, 12), "base": (768, 12), "large": (1024, 24)}
 DEBUG_SIZES = {"hidden_size": 144, "num_hidden_layers": 3, "num_attention_heads": 4,
                "intermediate_size": 576}
 HIDDEN_ACTS = ("gelu", "relu", "tanh", "linear")   # modeling.get_activation's names
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 DEBUG_OVERRIDES = collections.OrderedDict([
     ("train_batch_size", 8), ("num_train_steps", 20), ("eval_batch_size", 4),
@@ -256,6 +260,8 @@ RANGES = collections.OrderedDict([
     ("num_tpu_cores", _AT_LEAST_ONE),
     ("num_gpus", _AT_LEAST_ONE),
     ("num_cpu_replicas", _NOT_NEGATIVE),
+    ("precision", (lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS))),
+    ("seed", (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")),
 ])
 _PROBABILITY = (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)")
 MODEL_RANGES = collections.OrderedDict([

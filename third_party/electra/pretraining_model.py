@@ -193,7 +193,7 @@ def build_discriminator(config, bert_config, embedding_size, input_ids, input_ma
 
 
 PretrainingOutputs = collections.namedtuple("PretrainingOutputs", [
-    "total_loss", "mlm_loss", "disc_loss", "metric_fn", "metric_tensors"])
+    "total_loss", "mlm_loss", "disc_loss", "metric_fn", "metric_tensors", "tensors"])
 
 
 def build_pretraining_model(config, features, is_training):
@@ -230,7 +230,10 @@ def build_pretraining_model(config, features, is_training):
   metric_tensors = collections.OrderedDict([
       ("masked_lm_ids", inputs.masked_lm_ids), ("masked_lm_preds", mlm_preds),
       ("masked_lm_weights", inputs.masked_lm_weights), ("mlm_loss", mlm_example_loss),
-      ("input_mask", inputs.input_mask)])
+      ("input_mask", inputs.input_mask),
+      # The step's random draws, for checking another implementation against this graph.
+      ("masked_lm_positions", inputs.masked_lm_positions),
+      ("masked_input_ids", inputs.input_ids)])
   disc_loss = None
   if config.electra_objective:
     disc_logits = build_discriminator(config, bert_config, embedding_size, fake_ids,
@@ -278,7 +281,7 @@ def build_pretraining_model(config, features, is_training):
     return metrics
 
   return PretrainingOutputs(total_loss, mlm_loss, disc_loss, metric_fn,
-                            [metric_tensors[k] for k in keys])
+                            [metric_tensors[k] for k in keys], metric_tensors)
 
 
 def build_inference_logits(config, input_ids, input_mask, segment_ids):

@@ -104,6 +104,10 @@ def load_config(data_dir, model_name, hparams_arg):
     pretraining_model.check_supported(config)
   except ValueError as e:
     raise UserError(str(e))
+  if config.precision != "fp32":
+    raise UserError("hparam precision = %s is the PyTorch trainer's (BACKEND=torch); this "
+                    "trainer computes in fp32, or mixed precision with \"use_amp\": true"
+                    % config.precision)
   return config
 
 
@@ -537,7 +541,7 @@ def make_estimator(config, plan=None):
         model_dir=config.model_dir, save_checkpoints_steps=config.save_checkpoints_steps,
         keep_checkpoint_max=config.keep_checkpoint_max, train_distribute=plan.strategy,
         session_config=session_config(plan.cpu_devices, config.use_amp, config.use_xla),
-        save_summary_steps=None, log_step_count_steps=None)
+        save_summary_steps=None, log_step_count_steps=None, tf_random_seed=config.seed)
     return tf.estimator.Estimator(model_fn=model_fn_builder(config), config=run_config,
                                   params={"batch_size": plan.per_replica_batch})
   tpu_cluster_resolver = None
@@ -552,6 +556,7 @@ def make_estimator(config, plan=None):
       cluster=tpu_cluster_resolver, model_dir=config.model_dir,
       save_checkpoints_steps=config.save_checkpoints_steps,
       keep_checkpoint_max=config.keep_checkpoint_max, tpu_config=tpu_config,
+      tf_random_seed=config.seed,
       session_config=session_config(use_amp=config.use_amp, use_xla=config.use_xla),
       # Off the TPU, ETAHook writes the scalars and logs every step itself (see there).
       save_summary_steps=100 if config.use_tpu else None,
