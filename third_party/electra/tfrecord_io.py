@@ -14,94 +14,8 @@ import struct
 
 import numpy as np
 
-CRC32C_POLY = 0x82F63B78  # Castagnoli, reflected
-MASK_DELTA = 0xA282EAD8
-
-
-def _crc32c_table():
-  table = []
-  for byte in range(256):
-    crc = byte
-    for _ in range(8):
-      crc = (crc >> 1) ^ CRC32C_POLY if crc & 1 else crc >> 1
-    table.append(crc)
-  return table
-
-
-CRC32C_TABLE = _crc32c_table()
-_CRC32C_TABLE_NP = np.array(CRC32C_TABLE, dtype=np.uint32)
-
-
-def crc32c(data):
-  """CRC-32C of bytes, one byte at a time (for short inputs)."""
-  crc = 0xFFFFFFFF
-  table = CRC32C_TABLE
-  for byte in data:
-    crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-  return crc ^ 0xFFFFFFFF
-
-
-class _Crc32cByPosition(object):
-  """CRC-32C as a sum (XOR) of per-position byte contributions, for many inputs at once.
-
-  The CRC update is linear over GF(2): the CRC of an L-byte input is a constant that
-  depends on L alone, XOR the contribution of each byte, which depends only on the
-  byte's value and its distance from the end. So inputs right-aligned in a matrix
-  (zero bytes on the left contribute nothing) are handled by one gather and one XOR
-  reduction instead of a Python step per byte.
-  """
-
-  def __init__(self):
-    self._by_distance = np.zeros((0, 256), dtype=np.uint32)  # [distance from end, byte]
-    self._length_constant = np.zeros(1, dtype=np.uint32)     # [length]
-
-  def _grow(self, width):
-    table = _CRC32C_TABLE_NP
-    rows = [r for r in self._by_distance]
-    if not rows:
-      rows.append(table.copy())                    # last byte: one table step from state 0
-    while len(rows) < width:
-      prev = rows[-1]                              # one more zero byte after it
-      rows.append(table[prev & 0xFF] ^ (prev >> 8))
-    self._by_distance = np.array(rows, dtype=np.uint32)
-    constants = self._length_constant.tolist()
-    state = constants[-1] ^ 0xFFFFFFFF
-    while len(constants) <= width:
-      state = CRC32C_TABLE[state & 0xFF] ^ (state >> 8)
-      constants.append(state ^ 0xFFFFFFFF)
-    self._length_constant = np.array(constants, dtype=np.uint32)
-
-  def __call__(self, payloads, rows_per_batch=2048):
-    result = []
-    for begin in range(0, len(payloads), rows_per_batch):
-      result.extend(self._batch(payloads[begin:begin + rows_per_batch]))
-    return result
-
-  def _batch(self, payloads):
-    n = len(payloads)
-    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
-    width = max(int(lengths.max()), 1)
-    if width > len(self._by_distance):
-      self._grow(width)
-    data = np.frombuffer(b"".join(payloads), dtype=np.uint8)
-    matrix = np.zeros((n, width), dtype=np.uint8)
-    if data.size:
-      offsets = np.cumsum(lengths) - lengths
-      # flat position of each byte in the right-aligned matrix
-      shift = np.arange(n, dtype=np.int64) * width + (width - lengths) - offsets
-      matrix.reshape(-1)[np.arange(data.size, dtype=np.int64) + np.repeat(shift, lengths)] = data
-    column_base = ((width - 1 - np.arange(width)) * 256).astype(np.int32)
-    flat_table = self._by_distance[:width].reshape(-1)
-    contributions = flat_table[column_base[None, :] + matrix]
-    crcs = np.bitwise_xor.reduce(contributions, axis=1) ^ self._length_constant[lengths]
-    return crcs.tolist()
-
-
-crc32c_many = _Crc32cByPosition()
-
-
-def masked_crc(crc):
-  return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+from crc32c import crc32c, crc32c_many, masked_crc, unmasked_crc  # noqa: F401 (re-exported)
+from protobuf_wire import varint  # noqa: F401 (re-exported)
 
 
 _length_headers = {}
@@ -127,19 +41,6 @@ def frame_records(payloads, crcs=None):
     parts.append(payload)
     parts.append(pack(masked_crc(crc)))
   return b"".join(parts)
-
-
-def varint(value):
-  """Protobuf base-128 varint of a non-negative int."""
-  out = bytearray()
-  while True:
-    byte = value & 0x7F
-    value >>= 7
-    if value:
-      out.append(byte | 0x80)
-    else:
-      out.append(byte)
-      return bytes(out)
 
 
 def _length_delimited(tag, payload):
