@@ -26,7 +26,6 @@ import os
 import random
 import re
 import struct
-import time
 
 import numpy as np
 
@@ -481,7 +480,8 @@ def _unquoted(text):
 def read_checkpoint_state(model_dir):
   """The `checkpoint` file's fields: dict with model_checkpoint_path (str or None),
   all_model_checkpoint_paths, all_model_checkpoint_timestamps (lists) and
-  last_preserved_timestamp (float or None); None when the file is absent."""
+  last_preserved_timestamp (float or None; TF 2's Saver writes the timestamps, 1.15's
+  does not); None when the file is absent."""
   path = os.path.join(model_dir, CHECKPOINT_STATE)
   try:
     with open(path, encoding="utf-8") as f:
@@ -510,14 +510,10 @@ def read_checkpoint_state(model_dir):
   return state
 
 
-def write_checkpoint_state(model_dir, model_checkpoint_path, all_model_checkpoint_paths,
-                           all_model_checkpoint_timestamps, last_preserved_timestamp):
-  """The `checkpoint` file, as TF's Saver writes it (text protobuf), atomically."""
+def write_checkpoint_state(model_dir, model_checkpoint_path, all_model_checkpoint_paths):
+  """The `checkpoint` file, as TF 1.15's Saver writes it (text protobuf), atomically."""
   lines = ["model_checkpoint_path: %s" % _quoted(model_checkpoint_path)]
   lines += ["all_model_checkpoint_paths: %s" % _quoted(p) for p in all_model_checkpoint_paths]
-  lines += ["all_model_checkpoint_timestamps: %r" % float(t)
-            for t in all_model_checkpoint_timestamps]
-  lines.append("last_preserved_timestamp: %r" % float(last_preserved_timestamp))
   path = os.path.join(model_dir, CHECKPOINT_STATE)
   temp = _temporary(path)
   try:
@@ -546,36 +542,21 @@ def checkpoint_files(prefix):
   return sorted(found + glob.glob(glob.escape(prefix) + ".data-?????-of-?????"))
 
 
-def update_checkpoint_state(model_dir, prefix, keep_checkpoint_max, timestamp=None,
-                            last_preserved_timestamp=None):
+def update_checkpoint_state(model_dir, prefix, keep_checkpoint_max):
   """Records the just-written checkpoint `prefix` as the latest, as TF's Saver does after
   a save: the state file lists the newest keep_checkpoint_max checkpoints (all when it is
   0 or None), then the files of the older ones are deleted, oldest first."""
   state = read_checkpoint_state(model_dir) or {}
-  paths = list(state.get("all_model_checkpoint_paths", []))
-  stamps = list(state.get("all_model_checkpoint_timestamps", []))
-  if len(stamps) != len(paths):     # an older TF's file: the files' times instead
-    stamps = [_mtime(_on_disk(model_dir, p)) for p in paths]
-  now = time.time() if timestamp is None else timestamp
   recorded = _recorded(model_dir, prefix)
-  kept = [(p, t) for p, t in zip(paths, stamps) if p != recorded] + [(recorded, now)]
+  kept = [p for p in state.get("all_model_checkpoint_paths", []) if p != recorded]
+  kept.append(recorded)
   dropped = []
   if keep_checkpoint_max:
     dropped, kept = kept[:-keep_checkpoint_max], kept[-keep_checkpoint_max:]
-  if last_preserved_timestamp is None:
-    last_preserved_timestamp = state.get("last_preserved_timestamp") or now
-  write_checkpoint_state(model_dir, recorded, [p for p, _ in kept], [t for _, t in kept],
-                         last_preserved_timestamp)
-  for old, _ in dropped:
+  write_checkpoint_state(model_dir, recorded, kept)
+  for old in dropped:
     for path in checkpoint_files(_on_disk(model_dir, old)):
       os.remove(path)
-
-
-def _mtime(prefix):
-  try:
-    return os.path.getmtime(index_path(prefix))
-  except OSError:
-    return time.time()
 
 
 def is_complete(prefix):
