@@ -45,30 +45,47 @@ def read_varint(data, pos, end=None):
     shift += 7
 
 
+def next_field(data, pos, end):
+  """(field number, wire type, value, position after the field) of the field at data[pos]:
+  value is an int for varint and fixed-width fields, a (start, stop) pair into data for
+  length-delimited ones. One-byte keys and lengths (most) take no further call."""
+  key = data[pos]
+  if key < 0x80:
+    pos += 1
+  else:
+    key, pos = read_varint(data, pos, end)
+  number, wire_type = key >> 3, key & 7
+  if wire_type == LENGTH_DELIMITED:
+    if pos >= end:
+      raise WireError("field %d runs past its message" % number)
+    length = data[pos]
+    if length < 0x80:
+      pos += 1
+    else:
+      length, pos = read_varint(data, pos, end)
+    stop = pos + length
+    if stop > end:
+      raise WireError("field %d runs past its message" % number)
+    return number, wire_type, (pos, stop), stop
+  if wire_type == VARINT:
+    value, pos = read_varint(data, pos, end)
+    return number, wire_type, value, pos
+  if wire_type in (FIXED32, FIXED64):
+    width = 4 if wire_type == FIXED32 else 8
+    if pos + width > end:
+      raise WireError("field %d runs past its message" % number)
+    return (number, wire_type, struct.unpack_from("<I" if width == 4 else "<Q", data, pos)[0],
+            pos + width)
+  raise WireError("unknown wire type %d (field %d)" % (wire_type, number))
+
+
 def fields(data, begin=0, end=None):
-  """Yields (field number, wire type, value) of the message data[begin:end]: value is an
-  int for varint and fixed-width fields, a (start, stop) pair into data for the rest."""
+  """Yields (field number, wire type, value) of the message data[begin:end] (next_field's)."""
   if end is None:
     end = len(data)
   pos = begin
   while pos < end:
-    key, pos = read_varint(data, pos, end)
-    number, wire_type = key >> 3, key & 7
-    if wire_type == VARINT:
-      value, pos = read_varint(data, pos, end)
-    elif wire_type == LENGTH_DELIMITED:
-      length, pos = read_varint(data, pos, end)
-      if pos + length > end:
-        raise WireError("field %d runs past its message" % number)
-      value, pos = (pos, pos + length), pos + length
-    elif wire_type in (FIXED32, FIXED64):
-      width = 4 if wire_type == FIXED32 else 8
-      if pos + width > end:
-        raise WireError("field %d runs past its message" % number)
-      value = struct.unpack_from("<I" if width == 4 else "<Q", data, pos)[0]
-      pos += width
-    else:
-      raise WireError("unknown wire type %d (field %d)" % (wire_type, number))
+    number, wire_type, value, pos = next_field(data, pos, end)
     yield number, wire_type, value
 
 
