@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import CONFORMANCE, DEBIAN_REFERENCE_TXT, ELECTRA_DIR, PY, VOCAB_8K, run
@@ -17,6 +18,7 @@ from wrapper import conformance
 
 sys.path.insert(0, ELECTRA_DIR)
 import tfrecord_io  # noqa: E402
+from protobuf_wire import field_bytes  # noqa: E402
 
 BUILDER = os.path.join(ELECTRA_DIR, "build_pretraining_dataset.py")
 PROG = "build_pretraining_dataset.py: error: "
@@ -135,6 +137,103 @@ def test_record_framing_equals_tensorflow_writer(tmp_path):
             value=[0] * 4 + [1] * 2 + [0] * 2)),
     }))
     assert tf.train.Example.FromString(blob) == want
+
+
+# ---- reading the records back without TensorFlow -------------------------------------------
+
+def tf_parsed(tf, path, names=("input_ids", "input_mask", "segment_ids")):
+    rows = {name: [] for name in names}
+    for record in tf.io.tf_record_iterator(path):
+        feature = tf.train.Example.FromString(record).features.feature
+        for name in names:
+            rows[name].append(list(feature[name].int64_list.value))
+    return rows
+
+
+def test_read_examples_equals_tensorflow_parsing(tmp_path, mixed_corpus):
+    import tensorflow.compat.v1 as tf
+    out = tmp_path / "out"
+    build(mixed_corpus, out, "--seed", 3, "--max-seq-length", 128, "--num-out-files", 2)
+    for name in sorted(os.listdir(str(out))):
+        path = str(out / name)
+        ours = tfrecord_io.read_examples(path, seq_length=128)
+        want = tf_parsed(tf, path)
+        assert ours["input_ids"].shape[0] > 100
+        for feature, rows in want.items():
+            assert ours[feature].dtype == np.int32
+            assert ours[feature].tolist() == rows, feature
+    # TF's own writer and Example (any map order); unpacked lists, large and negative values.
+    values = [[5, 0, 2 ** 31 - 1, -2 ** 31], [127, 128, 16383, 16384]]
+    path = str(tmp_path / "tf.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for ids in values:
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "segment_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[1] * 4)),
+                "input_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
+                "other": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5])),
+                "input_mask": tf.train.Feature(int64_list=tf.train.Int64List(value=[1] * 4)),
+            })).SerializeToString())
+        unpacked = b"".join(b"\x08" + tfrecord_io.varint(v) for v in (7, 300, 9, 0))
+        features = b"".join(
+            field_bytes(1, field_bytes(1, name.encode()) + field_bytes(2, field_bytes(3, unpacked)))
+            for name in ("input_ids", "input_mask", "segment_ids"))
+        writer.write(field_bytes(1, features))
+    ours = tfrecord_io.read_examples(path)
+    assert {k: v.tolist() for k, v in ours.items()} == tf_parsed(tf, path)
+    assert ours["input_ids"].tolist() == values + [[7, 300, 9, 0]]
+
+
+def test_read_examples_speed_is_reported(tmp_path):
+    serializer = tfrecord_io.ExampleSerializer(vocab_size=50000, max_length=128)
+    rng = np.random.RandomState(0)
+    payloads = [serializer.serialize(rng.randint(0, 50000, 100).tolist(), 40)
+                for _ in range(5000)]
+    path = str(tmp_path / "shard.tfrecord")
+    with open(path, "wb") as f:
+        f.write(tfrecord_io.frame_records(payloads))
+    start = time.time()
+    assert tfrecord_io.read_examples(path)["input_ids"].shape == (5000, 128)
+    print("read_examples: %.0f examples/s" % (5000 / (time.time() - start)))
+
+
+def damage(path, change):
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    with open(path, "wb") as f:
+        f.write(change(data))
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda d: d[:-10], ["is truncated: record 3 (at byte"]),
+    (lambda d: d[:5], ["is truncated: record 1 (at byte 0) ends inside its length header"]),
+    (lambda d: d[:40] + bytes([d[40] ^ 1]) + d[41:], ["is corrupt: record 1 (at byte 0) has a bad "
+                                                      "data checksum"]),
+    (lambda d: d[:2] + b"\x7f" + d[3:], ["is corrupt: record 1 (at byte 0) has a bad length "
+                                         "checksum"]),
+])
+def test_damaged_shard_is_one_error_naming_file_and_record(tmp_path, change, words):
+    serializer = tfrecord_io.ExampleSerializer(vocab_size=8000, max_length=16)
+    path = str(tmp_path / "pretrain_data.tfrecord-0-of-1")
+    with open(path, "wb") as f:
+        f.write(tfrecord_io.frame_records([serializer.serialize([2, 5, 3], 3)] * 3))
+    damage(path, change)
+    with pytest.raises(tfrecord_io.TFRecordError) as info:
+        tfrecord_io.read_examples(path)
+    assert path in str(info.value) and "\n" not in str(info.value)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_examples_of_other_lengths_or_features_are_named(tmp_path):
+    serializer = tfrecord_io.ExampleSerializer(vocab_size=8000, max_length=16)
+    path = str(tmp_path / "shard")
+    with open(path, "wb") as f:
+        f.write(tfrecord_io.frame_records([serializer.serialize([2, 5, 3], 3)] * 2))
+    with pytest.raises(tfrecord_io.TFRecordError, match="record 1 has 16 values of input_ids, "
+                                                          "not 128"):
+        tfrecord_io.read_examples(path, seq_length=128)
+    with pytest.raises(tfrecord_io.TFRecordError, match="record 1 has no feature labels"):
+        tfrecord_io.read_examples(path, features=("input_ids", "labels"))
 
 
 # ---- flags -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import CONFORMANCE, PY, REPO, VOCAB_8K, run
+from conftest import CONFORMANCE, PY, REPO, VOCAB_8K, assert_one_line_error, run
 from reliability_support import Running, file_matching
 
 TINY = os.path.join(CONFORMANCE, "converter")
@@ -101,3 +101,20 @@ def test_lonepatient_convert_killed_leaves_output_absent_or_complete(tmp_path):
     import transformers
     transformers.ElectraForPreTraining.from_pretrained(str(out))
     assert not [n for n in os.listdir(str(tmp_path)) if ".partial-" in n]
+
+
+@pytest.mark.parametrize("target", ["convert", "verify"])
+def test_truncated_checkpoint_data_is_one_line_naming_the_file(tmp_path, target):
+    data_dir = tiny_data_dir(tmp_path / "data")
+    if target == "verify":
+        run(make_convert(data_dir), timeout=300)       # converted while the checkpoint was whole
+    hf_before = sorted(os.listdir(str(data_dir / "models" / "m")))
+    data = data_dir / "models" / "m" / "model.ckpt-40.data-00000-of-00001"
+    with open(str(data), "r+b") as f:
+        f.truncate(1000)
+    proc = run(["make", "--no-print-directory", "-C", REPO, target, "DATA_DIR=%s" % data_dir,
+                "MODEL_NAME=m"], check=False, timeout=300)
+    assert_one_line_error(proc, "%s is truncated: 1000 of 14658644 bytes" % data,
+                          "cannot read checkpoint")
+    assert data.stat().st_size == 1000                   # the user's file, left as it was
+    assert sorted(os.listdir(str(data_dir / "models" / "m"))) == hf_before

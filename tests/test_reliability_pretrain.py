@@ -381,3 +381,41 @@ def test_disk_full_during_training_is_one_line_naming_the_directory(data_dir, sm
     assert not left, "temporary files left behind: %s" % left
     assert checkpoint_step(model_dir) == 0
     assert_checkpoint_readable(model_dir, 0)
+
+
+# ---- a damaged checkpoint on resume ----------------------------------------------------------
+
+def test_resume_past_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(data_dir):
+    """Truncated latest .data: one warning line, training resumes from the checkpoint
+    before it, the damaged files stay; every checkpoint damaged: one error line."""
+    model_dir = os.path.join(str(data_dir), "models", "damaged")
+    run(trainer(data_dir, "damaged", num_train_steps=20, iterations_per_loop=10), cwd=ELECTRA)
+    damaged = os.path.join(model_dir, "model.ckpt-20.data-00000-of-00001")
+    with open(damaged, "r+b") as f:
+        f.truncate(5000)
+    proc = run(trainer(data_dir, "damaged", num_train_steps=15, iterations_per_loop=5),
+               cwd=ELECTRA)
+    warnings = lines_of(proc.stderr)
+    assert warnings == [
+        "run_pretraining.py: warning: %s is truncated: 5000 of %d bytes; resuming from the "
+        "intact checkpoint %s (step 10) instead" % (
+            damaged, os.path.getsize(os.path.join(model_dir, "model.ckpt-15.data-00000-of-00001")),
+            os.path.join(model_dir, "model.ckpt-10"))], proc.stderr
+    assert "Resuming from %s (step 10)" % os.path.join(model_dir, "model.ckpt-10") in proc.stdout
+    assert progress_steps_any(proc.stdout)[-1] == 15
+    assert checkpoint_step(model_dir) == 15
+    assert_checkpoint_readable(model_dir, 15)
+    assert os.path.getsize(damaged) == 5000                    # the evidence, untouched
+    assert os.path.exists(os.path.join(model_dir, "model.ckpt-20.index"))
+    # Every checkpoint damaged: the latest's file is named, nothing is trained or removed.
+    for step in (10, 15):
+        with open(os.path.join(model_dir, "model.ckpt-%d.data-00000-of-00001" % step),
+                  "r+b") as f:
+            f.seek(1000)
+            f.write(b"\xff\xff\xff\xff")
+    before = sorted(os.listdir(model_dir))
+    proc = run(trainer(data_dir, "damaged", num_train_steps=30), cwd=ELECTRA, check=False)
+    assert_one_line_error(proc, "model.ckpt-15.data-00000-of-00001 is corrupt: checksum "
+                          "mismatch in tensor", "no earlier intact checkpoint",
+                          program="run_pretraining.py", status=2)
+    assert sorted(os.listdir(model_dir)) == before

@@ -1,6 +1,6 @@
 """The one way from wrapper/ into third_party/electra: plain imports, made once.
 
-    from wrapper.electra import configure_pretraining, tokenization
+    from wrapper.electra import configure_pretraining, tensor_bundle, tokenization
 
 The trainer's modules import each other by their flat names (as the reference's do), so
 their folder goes on sys.path, once, and they are imported normally: every caller gets the
@@ -33,3 +33,4 @@ def load(name):
 
 configure_pretraining = load("configure_pretraining")
 tokenization = load("tokenization")
+tensor_bundle = load("tensor_bundle")

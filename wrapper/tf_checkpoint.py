@@ -1,8 +1,9 @@
 """Reading an ELECTRA TF checkpoint: finding it, checking it is whole, and its tensors.
 
 A checkpoint is a prefix (`model.ckpt-40`) with an `.index` file and one or more
-`.data-SSSSS-of-NNNNN` shards. TensorFlow reports a half-copied checkpoint with a long
-traceback; here it is one line naming the missing file.
+`.data-SSSSS-of-NNNNN` shards. TensorFlow reports a half-copied or damaged checkpoint with
+a long traceback; here it is one line naming the missing, truncated or corrupt file. The
+files are read by tensor_bundle (no TensorFlow import).
 """
 import collections
 import glob
@@ -10,6 +11,7 @@ import os
 import re
 
 from wrapper.cli import UserError
+from wrapper.electra import tensor_bundle
 
 # Checkpoint entries that are not weights of either network, skipped by rule.
 OPTIMIZER_SLOT_SUFFIXES = ("/adam_m", "/adam_v")
@@ -90,32 +92,38 @@ def quiet_tensorflow():
     return tf
 
 
+def _damaged(prefix, error):
+    return UserError("cannot read checkpoint %s: %s (copy the checkpoint again, or pass an "
+                     "earlier one)" % (prefix, error))
+
+
 def read_shapes(prefix):
     """name -> shape (list) of every checkpoint entry."""
-    reader = _reader(prefix)
-    return {name: list(shape) for name, shape in reader.get_variable_to_shape_map().items()}
+    try:
+        return {name: shape for name, shape, _ in tensor_bundle.list_variables(prefix)}
+    except tensor_bundle.CheckpointError as e:
+        raise _damaged(prefix, e)
 
 
 def read_tensors(prefix, names=None):
-    """OrderedDict name -> numpy array, sorted by name (all entries when names is None)."""
-    reader = _reader(prefix)
-    if names is None:
-        names = reader.get_variable_to_shape_map().keys()
-    return collections.OrderedDict((name, reader.get_tensor(name)) for name in sorted(names))
-
-
-def _reader(prefix):
-    tf = quiet_tensorflow()
+    """OrderedDict name -> numpy array, sorted by name (all entries when names is None);
+    every tensor's checksum is checked."""
     try:
-        return tf.train.NewCheckpointReader(prefix)
-    except Exception as e:  # DataLossError and friends: a corrupt or truncated file
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError("cannot read checkpoint %s: %s" % (prefix, first_line))
+        return tensor_bundle.read_checkpoint(prefix, names)
+    except tensor_bundle.CheckpointError as e:
+        raise _damaged(prefix, e)
+
+
+def check_whole(prefix):
+    """Raises UserError unless every tensor of the checkpoint reads back whole (checksums)."""
+    try:
+        tensor_bundle.verify_checkpoint(prefix)
+    except tensor_bundle.CheckpointError as e:
+        raise _damaged(prefix, e)
 
 
 def global_step(prefix):
-    reader = _reader(prefix)
-    if reader.has_tensor(GLOBAL_STEP):
-        return int(reader.get_tensor(GLOBAL_STEP))
+    if GLOBAL_STEP in read_shapes(prefix):
+        return int(read_tensors(prefix, [GLOBAL_STEP])[GLOBAL_STEP])
     found = re.search(r"-(\d+)$", prefix)
     return int(found.group(1)) if found else None

@@ -106,6 +106,7 @@ def compute(data_dir, model_name):
         raise UserError("model directory %s does not exist; train first (make pretrain)"
                         % model_dir)
     prefix = tf_checkpoint.resolve_checkpoint(model_dir)
+    tf_checkpoint.check_whole(prefix)    # TF's restore would stop on a damaged file with a traceback
     shapes = tf_checkpoint.read_shapes(prefix)
     networks = [n for n in convert.NETWORKS if convert.has_network(list(shapes), n)]
     run_config, _, source = export.load_run_config(data_dir, model_name)

@@ -42,6 +42,7 @@ import devices  # noqa: E402
 import distribute  # noqa: E402
 import optimization  # noqa: E402
 import pretraining_model  # noqa: E402
+import tensor_bundle  # noqa: E402
 
 PROG = "run_pretraining.py"
 
@@ -160,8 +161,10 @@ def check_records(config, files):
 
 def checkpoint_mismatch(checkpoint, variables):
   """A line naming the first graph variable the checkpoint lacks or shapes differently."""
-  reader = tf.train.NewCheckpointReader(checkpoint)
-  shapes = reader.get_variable_to_shape_map()
+  try:
+    shapes = {name: shape for name, shape, _ in tensor_bundle.list_variables(checkpoint)}
+  except tensor_bundle.CheckpointError as e:
+    raise user_error("%s (restore the file from a copy, or move %s.* away)" % (e, checkpoint))
   for var in variables:
     name = optimization.variable_name(var)
     want = var.shape.as_list()
@@ -629,6 +632,47 @@ def remove_partial_checkpoints(model_dir):
         tf.io.gfile.remove(path)
 
 
+def checkpoint_step(prefix):
+  found = re.search(r"-(\d+)$", prefix)
+  return int(found.group(1)) if found else -1
+
+
+def intact_resume_checkpoint(model_dir):
+  """The checkpoint training resumes from: the latest, or, when a file of it is truncated or
+  corrupt, the newest intact earlier one, which the `checkpoint` file then names (the
+  damaged files stay where they are). None when there is no checkpoint."""
+  latest = tf.train.latest_checkpoint(model_dir)
+  if latest is None or "://" in model_dir:   # (tensor_bundle reads local files only)
+    return latest
+  try:
+    tensor_bundle.verify_checkpoint(latest)
+    return latest
+  except tensor_bundle.CheckpointError as e:
+    damage = str(e)
+  state = tensor_bundle.read_checkpoint_state(model_dir) or {}
+  recorded = [p for p in state.get("all_model_checkpoint_paths", [])]
+  on_disk = {os.path.join(model_dir, p) if not os.path.isabs(p) else p: p for p in recorded}
+  earlier = set(on_disk) | set(tensor_bundle.step_checkpoints(model_dir))
+  earlier = sorted((p for p in earlier if checkpoint_step(p) < checkpoint_step(latest)),
+                   key=checkpoint_step, reverse=True)
+  for prefix in earlier:
+    try:
+      tensor_bundle.verify_checkpoint(prefix)
+    except tensor_bundle.CheckpointError:
+      continue
+    older = [on_disk[p] for p in sorted(on_disk, key=checkpoint_step)
+             if checkpoint_step(p) < checkpoint_step(prefix)]
+    name = on_disk.get(prefix, os.path.basename(prefix))
+    tensor_bundle.write_checkpoint_state(model_dir, name, older + [name])
+    sys.stderr.write("%s: warning: %s; resuming from the intact checkpoint %s (step %d) "
+                     "instead\n" % (PROG, damage, prefix, checkpoint_step(prefix)))
+    sys.stderr.flush()
+    return prefix
+  raise user_error("%s; no earlier intact checkpoint in %s to resume from (restore the "
+                   "file from a copy, or move the damaged model.ckpt-N.* files away to train "
+                   "from step 0)" % (damage, model_dir))
+
+
 def train_or_eval(config):
   check_vocab(config)
   files = input_files(config)
@@ -655,11 +699,10 @@ def train_or_eval(config):
     log("use_amp/use_xla act on GPUs only: no GPU visible, so they are ignored here")
   estimator = make_estimator(config, plan)
   if config.do_train:
-    checkpoint = tf.train.latest_checkpoint(config.model_dir)
+    checkpoint = intact_resume_checkpoint(config.model_dir)
     if checkpoint is not None:
-      reader = tf.train.NewCheckpointReader(checkpoint)
-      if reader.has_tensor("global_step"):
-        done = int(reader.get_tensor("global_step"))
+      if "global_step" in [name for name, _, _ in tensor_bundle.list_variables(checkpoint)]:
+        done = int(tensor_bundle.read_checkpoint(checkpoint, ["global_step"])["global_step"])
         if done >= config.num_train_steps:
           log("%s is at step %d >= num_train_steps %d: nothing to train"
               % (checkpoint, done, config.num_train_steps))

@@ -8,100 +8,19 @@ Feature{int64_list: Int64List{value (packed)}}>}}; TFRecord framing is
 uint64 length, masked CRC-32C of the length, data, masked CRC-32C of the data.
 `tf.io.tf_record_iterator` and `tf.train.Example.FromString` read these files (the tests
 check both and compare with TensorFlow's own writer).
+
+`read_examples` reads such files back without TensorFlow (for a trainer without it): the
+framing and its CRCs are checked for all records at once, each record's few protobuf
+fields are walked in Python, and the int64 values, the bulk, are decoded as varints by
+numpy across the whole file.
 """
 
 import struct
 
 import numpy as np
 
-CRC32C_POLY = 0x82F63B78  # Castagnoli, reflected
-MASK_DELTA = 0xA282EAD8
-
-
-def _crc32c_table():
-  table = []
-  for byte in range(256):
-    crc = byte
-    for _ in range(8):
-      crc = (crc >> 1) ^ CRC32C_POLY if crc & 1 else crc >> 1
-    table.append(crc)
-  return table
-
-
-CRC32C_TABLE = _crc32c_table()
-_CRC32C_TABLE_NP = np.array(CRC32C_TABLE, dtype=np.uint32)
-
-
-def crc32c(data):
-  """CRC-32C of bytes, one byte at a time (for short inputs)."""
-  crc = 0xFFFFFFFF
-  table = CRC32C_TABLE
-  for byte in data:
-    crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-  return crc ^ 0xFFFFFFFF
-
-
-class _Crc32cByPosition(object):
-  """CRC-32C as a sum (XOR) of per-position byte contributions, for many inputs at once.
-
-  The CRC update is linear over GF(2): the CRC of an L-byte input is a constant that
-  depends on L alone, XOR the contribution of each byte, which depends only on the
-  byte's value and its distance from the end. So inputs right-aligned in a matrix
-  (zero bytes on the left contribute nothing) are handled by one gather and one XOR
-  reduction instead of a Python step per byte.
-  """
-
-  def __init__(self):
-    self._by_distance = np.zeros((0, 256), dtype=np.uint32)  # [distance from end, byte]
-    self._length_constant = np.zeros(1, dtype=np.uint32)     # [length]
-
-  def _grow(self, width):
-    table = _CRC32C_TABLE_NP
-    rows = [r for r in self._by_distance]
-    if not rows:
-      rows.append(table.copy())                    # last byte: one table step from state 0
-    while len(rows) < width:
-      prev = rows[-1]                              # one more zero byte after it
-      rows.append(table[prev & 0xFF] ^ (prev >> 8))
-    self._by_distance = np.array(rows, dtype=np.uint32)
-    constants = self._length_constant.tolist()
-    state = constants[-1] ^ 0xFFFFFFFF
-    while len(constants) <= width:
-      state = CRC32C_TABLE[state & 0xFF] ^ (state >> 8)
-      constants.append(state ^ 0xFFFFFFFF)
-    self._length_constant = np.array(constants, dtype=np.uint32)
-
-  def __call__(self, payloads, rows_per_batch=2048):
-    result = []
-    for begin in range(0, len(payloads), rows_per_batch):
-      result.extend(self._batch(payloads[begin:begin + rows_per_batch]))
-    return result
-
-  def _batch(self, payloads):
-    n = len(payloads)
-    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
-    width = max(int(lengths.max()), 1)
-    if width > len(self._by_distance):
-      self._grow(width)
-    data = np.frombuffer(b"".join(payloads), dtype=np.uint8)
-    matrix = np.zeros((n, width), dtype=np.uint8)
-    if data.size:
-      offsets = np.cumsum(lengths) - lengths
-      # flat position of each byte in the right-aligned matrix
-      shift = np.arange(n, dtype=np.int64) * width + (width - lengths) - offsets
-      matrix.reshape(-1)[np.arange(data.size, dtype=np.int64) + np.repeat(shift, lengths)] = data
-    column_base = ((width - 1 - np.arange(width)) * 256).astype(np.int32)
-    flat_table = self._by_distance[:width].reshape(-1)
-    contributions = flat_table[column_base[None, :] + matrix]
-    crcs = np.bitwise_xor.reduce(contributions, axis=1) ^ self._length_constant[lengths]
-    return crcs.tolist()
-
-
-crc32c_many = _Crc32cByPosition()
-
-
-def masked_crc(crc):
-  return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+from crc32c import MASK_DELTA, crc32c, crc32c_many, masked_crc, unmasked_crc  # noqa: F401
+from protobuf_wire import WireError, fields, next_field, read_varint, varint
 
 
 _length_headers = {}
@@ -127,19 +46,6 @@ def frame_records(payloads, crcs=None):
     parts.append(payload)
     parts.append(pack(masked_crc(crc)))
   return b"".join(parts)
-
-
-def varint(value):
-  """Protobuf base-128 varint of a non-negative int."""
-  out = bytearray()
-  while True:
-    byte = value & 0x7F
-    value >>= 7
-    if value:
-      out.append(byte | 0x80)
-    else:
-      out.append(byte)
-      return bytes(out)
 
 
 def _length_delimited(tag, payload):
@@ -201,3 +107,188 @@ class ExampleSerializer(object):
     return b"".join((b"\x0a", v[features_length], b"\x0a", v4, b"\x0a\x09input_ids\x12", v3,
                      b"\x1a", v2, b"\x0a", v1, ids_bytes, self._padding[padding],
                      mask_entry, segment_entry))
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+class TFRecordError(ValueError):
+  """A TFRecord file that is truncated, corrupt or not of pretraining examples; the
+  message names the file and the record."""
+
+
+def read_records(path):
+  """The record payloads (bytes) of a TFRecord file, every length and data CRC checked."""
+  with open(path, "rb") as f:
+    data = f.read()
+  return [data[begin:end] for begin, end in _record_spans(path, data)]
+
+
+def _record_spans(path, data):
+  """(begin, end) of each record's payload in data, after checking the framing."""
+  spans, heads, pos, size = [], [], 0, len(data)
+  unpack = struct.Struct("<QI").unpack_from
+  while pos < size:
+    if pos + 12 > size:
+      raise TFRecordError("%s is truncated: record %d (at byte %d) ends inside its length "
+                          "header" % (path, len(spans) + 1, pos))
+    length, _ = unpack(data, pos)
+    end = pos + 12 + length
+    if end + 4 > size:
+      # A corrupt length reads as a huge one: tell the two apart by its CRC.
+      if masked_crc(crc32c(data[pos:pos + 8])) != unpack(data, pos)[1]:
+        raise TFRecordError("%s is corrupt: record %d (at byte %d) has a bad length checksum"
+                            % (path, len(spans) + 1, pos))
+      raise TFRecordError("%s is truncated: record %d (at byte %d) needs %d bytes, the file "
+                          "ends at %d" % (path, len(spans) + 1, pos, end + 4 - pos, size))
+    heads.append(pos)
+    spans.append((pos + 12, end))
+    pos = end + 4
+  if spans:
+    stored = np.frombuffer(data, dtype=np.uint8)
+    heads = np.array(heads, dtype=np.int64)
+    ends = np.array([end for _, end in spans], dtype=np.int64)
+    length_crcs = np.array(crc32c_many([data[h:h + 8] for h in heads.tolist()]), np.uint32)
+    data_crcs = np.array(crc32c_many([data[b:e] for b, e in spans]), np.uint32)
+    want_length = _uint32_at(stored, heads + 8)
+    want_data = _uint32_at(stored, ends)
+    for got, want, what in ((length_crcs, want_length, "length"), (data_crcs, want_data, "data")):
+      bad = np.flatnonzero(_masked(got) != want)
+      if bad.size:
+        raise TFRecordError("%s is corrupt: record %d (at byte %d) has a bad %s checksum"
+                            % (path, bad[0] + 1, heads[bad[0]], what))
+  return spans
+
+
+def _uint32_at(stored, offsets):
+  b = stored[offsets[:, None] + np.arange(4)].astype(np.uint32)
+  return b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
+
+
+def _masked(crcs):
+  rotated = ((crcs >> 15) | (crcs << 17)).astype(np.uint64)
+  return ((rotated + MASK_DELTA) & 0xFFFFFFFF).astype(np.uint32)
+
+
+def _feature_segments(data, begin, end, wanted, found):
+  """Fills found[name] with the byte spans of feature `name`'s int64 values in the
+  Features message data[begin:end] (packed: one span; unpacked: a span per value)."""
+  pos = begin
+  while pos < end:
+    number, _, entry, pos = next_field(data, pos, end)
+    if number != 1:
+      continue
+    name, value, entry_pos = None, None, entry[0]
+    while entry_pos < entry[1]:
+      entry_number, _, span, entry_pos = next_field(data, entry_pos, entry[1])
+      if entry_number == 1:
+        name = data[span[0]:span[1]].decode("utf-8", "replace")
+      elif entry_number == 2:
+        value = span
+    if name not in wanted:
+      continue
+    segments = []
+    list_pos = value[0] if value is not None else 0
+    while value is not None and list_pos < value[1]:
+      kind, _, list_span, list_pos = next_field(data, list_pos, value[1])
+      if kind != 3:                                          # not int64_list
+        raise WireError("feature %s is not an int64 list" % name)
+      _int64_list_segments(data, list_span[0], list_span[1], segments)
+    found[name] = segments
+
+
+def _int64_list_segments(data, begin, end, segments):
+  pos = begin
+  while pos < end:
+    key = data[pos]
+    if key == 0x0A:                                          # packed values
+      number, _, span, pos = next_field(data, pos, end)
+      segments.append(span)
+    elif key == 0x08:                                        # one unpacked value
+      start = pos + 1
+      _, pos = read_varint(data, start, end)
+      segments.append((start, pos))
+    else:
+      raise WireError("unexpected field in an Int64List (key %d)" % key)
+
+
+def _decode_varints(stored, starts, stops):
+  """Values (int64) of the varints filling the byte spans [starts, stops) of `stored`, and
+  how many each span holds; None for the values when a varint runs past its span or is
+  longer than 10 bytes."""
+  lengths = stops - starts
+  if lengths.size and (lengths == lengths[0]).all():       # e.g. single-byte masks: one gather
+    chunk = stored[starts[:, None] + np.arange(lengths[0])].reshape(-1)
+  else:
+    offsets = np.cumsum(lengths) - lengths
+    index = np.arange(int(lengths.sum()), dtype=np.int64)
+    index += np.repeat(starts - offsets, lengths)
+    chunk = stored[index]
+  last = chunk < 0x80
+  seen = np.concatenate(([0], np.cumsum(last, dtype=np.int64)))
+  bounds = np.cumsum(lengths)
+  counts = seen[bounds] - seen[bounds - lengths]
+  ends = np.flatnonzero(last)
+  if chunk.size and not last[(bounds - 1)[lengths > 0]].all():
+    return None, counts
+  if ends.size == chunk.size:                                # every value one byte
+    return chunk.astype(np.int64), counts
+  value_starts = np.concatenate(([0], ends[:-1] + 1))
+  value_lengths = ends - value_starts + 1
+  longest = int(value_lengths.max())
+  if longest > 10:
+    return None, counts
+  # Up to 4 bytes (values below 2**28) in uint32, else uint64: byte j of every value at once.
+  dtype = np.uint32 if longest <= 4 else np.uint64
+  values = (chunk[value_starts] & 0x7F).astype(dtype)
+  for j in range(1, longest):
+    byte = chunk[np.minimum(value_starts + j, chunk.size - 1)] & 0x7F
+    values |= np.where(value_lengths > j, byte, 0).astype(dtype) << dtype(7 * j)
+  return values.astype(np.int64) if dtype is np.uint32 else values.view(np.int64), counts
+
+
+def read_examples(path, features=("input_ids", "input_mask", "segment_ids"), seq_length=None):
+  """name -> int32 array [examples, seq_length] of a TFRecord file of tf.train.Example
+  (int64 list features, packed or not); seq_length None: the first example's length,
+  which every example must then have. Raises TFRecordError naming the file and record."""
+  with open(path, "rb") as f:
+    data = f.read()
+  spans = _record_spans(path, data)
+  wanted = set(features)
+  segments = {name: ([], [], []) for name in features}    # starts, stops, record
+  for record, (begin, end) in enumerate(spans):
+    found = {}
+    try:
+      for number, _, span in fields(data, begin, end):
+        if number == 1:                                      # Example.features
+          _feature_segments(data, span[0], span[1], wanted, found)
+    except (WireError, UnicodeDecodeError) as e:
+      raise TFRecordError("%s: record %d is not a tf.train.Example of int64 features (%s)"
+                          % (path, record + 1, e))
+    for name in features:
+      if name not in found:
+        raise TFRecordError("%s: record %d has no feature %s" % (path, record + 1, name))
+      starts, stops, records = segments[name]
+      for start, stop in found[name]:
+        starts.append(start)
+        stops.append(stop)
+        records.append(record)
+  stored = np.frombuffer(data, dtype=np.uint8)
+  result = {}
+  for name in features:
+    starts, stops, records = (np.array(x, dtype=np.int64) for x in segments[name])
+    values, counts = _decode_varints(stored, starts, stops)
+    if values is None:
+      raise TFRecordError("%s is corrupt: a varint of feature %s runs past its list" % (path, name))
+    per_record = np.bincount(records, weights=counts, minlength=len(spans)).astype(np.int64)
+    if seq_length is None:
+      seq_length = int(per_record[0]) if len(spans) else 0
+    wrong = np.flatnonzero(per_record != seq_length)
+    if wrong.size:
+      raise TFRecordError("%s: record %d has %d values of %s, not %d (seq_length)"
+                          % (path, wrong[0] + 1, per_record[wrong[0]], name, seq_length))
+    out_of_range = np.flatnonzero((values < -2 ** 31) | (values >= 2 ** 31))
+    if out_of_range.size:
+      raise TFRecordError("%s: feature %s holds %d, beyond int32" % (
+          path, name, values[out_of_range[0]]))
+    result[name] = values.astype(np.int32).reshape(len(spans), seq_length)
+  return result
