@@ -33,7 +33,7 @@ import os
 import sys
 import time
 
-from wrapper import download, html_text, paths, roff_text, spanish_text, text_packages
+from wrapper import download, fsutil, html_text, paths, roff_text, spanish_text, text_packages
 from wrapper.cli import UserError, positive_int, run_main
 from wrapper.fsutil import atomic_write_text
 
@@ -182,12 +182,22 @@ def build(data_dir, entries, processes=1, log=sys.stderr):
     heldout_items = [i for i in items if is_heldout(i[0], i[1])]
     directory = paths.debian_cache_dir(data_dir)
     os.makedirs(directory, exist_ok=True)
+    # The statistics say the cache is complete: gone until it is again. A killed run's
+    # partial text is removed (unless its run is still going).
+    if os.path.exists(os.path.join(directory, STATS_FILE)):
+        os.remove(os.path.join(directory, STATS_FILE))
+    for name in os.listdir(directory):
+        pid = name.rsplit("-", 1)[-1]
+        if name.startswith(".%s.partial-" % CORPUS_FILE) and pid.isdigit() and \
+                not fsutil.pid_alive(int(pid)):
+            os.remove(os.path.join(directory, name))
     per_package = {e.package: dict(files=0, documents=0, lines=0, bytes=0, heldout_documents=0,
                                    heldout_sentences=0) for e in entries}
     # The held-out pages first: their sentences are kept out of every other document.
     seen, heldout = set(), []
-    for (path, kind, package), documents in zip(heldout_items, _mapped(
-            [i[:2] for i in heldout_items], processes)):
+    # (the extraction first in zip: it runs to its end, which closes its processes)
+    for documents, (_, _, package) in zip(_mapped([i[:2] for i in heldout_items], processes),
+                                          heldout_items):
         per_package[package]["heldout_documents"] += 1
         for line in (l for d in documents for l in d):
             if line not in seen:
@@ -195,11 +205,34 @@ def build(data_dir, entries, processes=1, log=sys.stderr):
                 heldout.append(line)
                 per_package[package]["heldout_sentences"] += 1
     corpus_items = [i for i in items if not is_heldout(i[0], i[1])]
-    last = [started]
     partial = os.path.join(directory, ".%s.partial-%d" % (CORPUS_FILE, os.getpid()))
-    with open(partial, "w", encoding="utf-8") as out:
-        for n, ((path, kind, package), documents) in enumerate(zip(corpus_items, _mapped(
-                [i[:2] for i in corpus_items], processes))):
+    try:
+        _write_documents(partial, corpus_items, processes, seen, per_package, started, log)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+    atomic_write_text(os.path.join(directory, HELDOUT_FILE),
+                      "".join(line + "\n" for line in heldout))
+    os.replace(partial, os.path.join(directory, CORPUS_FILE))
+    totals = {k: sum(p[k] for p in per_package.values()) for k in (
+        "files", "documents", "lines", "bytes", "heldout_documents", "heldout_sentences")}
+    stats = dict(key=key, packages=per_package, seconds=round(time.time() - started, 1),
+                 **totals)
+    atomic_write_text(os.path.join(directory, STATS_FILE),
+                      json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    log.write("debian-es: %(lines)d lines in %(documents)d documents, %(bytes)d bytes, "
+              "%(heldout_sentences)d held-out sentences, in %(seconds).1f s\n" % stats)
+    log.flush()
+    return stats
+
+
+def _write_documents(path, items, processes, seen, per_package, started, log):
+    """The documents of `items` into `path`, without the lines in `seen` (which grows)."""
+    last = [started]
+    with open(path, "w", encoding="utf-8") as out:
+        for n, (documents, (_, _, package)) in enumerate(zip(_mapped(
+                [i[:2] for i in items], processes), items)):
             counts = per_package[package]
             counts["files"] += 1
             for document in documents:
@@ -218,22 +251,9 @@ def build(data_dir, entries, processes=1, log=sys.stderr):
                 last[0] = time.time()
                 rate = (n + 1) / (time.time() - started)
                 log.write("debian-es: %d / %d files (%s), ETA %s\n" % (
-                    n + 1, len(corpus_items), package,
-                    download.human_seconds((len(corpus_items) - n - 1) / rate)))
+                    n + 1, len(items), package,
+                    download.human_seconds((len(items) - n - 1) / rate)))
                 log.flush()
-    atomic_write_text(os.path.join(directory, HELDOUT_FILE),
-                      "".join(line + "\n" for line in heldout))
-    os.replace(partial, os.path.join(directory, CORPUS_FILE))
-    totals = {k: sum(p[k] for p in per_package.values()) for k in (
-        "files", "documents", "lines", "bytes", "heldout_documents", "heldout_sentences")}
-    stats = dict(key=key, packages=per_package, seconds=round(time.time() - started, 1),
-                 **totals)
-    atomic_write_text(os.path.join(directory, STATS_FILE),
-                      json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    log.write("debian-es: %(lines)d lines in %(documents)d documents, %(bytes)d bytes, "
-              "%(heldout_sentences)d held-out sentences, in %(seconds).1f s\n" % stats)
-    log.flush()
-    return stats
 
 
 def prepare(data_dir, part, processes=1):
@@ -241,8 +261,15 @@ def prepare(data_dir, part, processes=1):
     built; returns (corpus text file, held-out sentences file, statistics)."""
     entries = selection(part)
     ensure_installed(entries)
-    stats = build(data_dir, entries, processes)
     directory = paths.debian_cache_dir(data_dir)
+    try:
+        stats = build(data_dir, entries, processes)
+    except OSError as e:
+        from wrapper.corpus import disk_full_error   # (corpus.py imports this module)
+        full = disk_full_error(e, os.path.abspath(data_dir), what="the debian-es text")
+        if full is None:
+            raise
+        raise full
     return os.path.join(directory, CORPUS_FILE), os.path.join(directory, HELDOUT_FILE), stats
 
 
