@@ -73,6 +73,7 @@ help: ## this list
 	  "PRESET=$$PRESET" "hparams preset in hparams/ (tutorial, electra-small-1m, demo-cpu)" \
 	  "HPARAMS_OVERRIDES='{...}'" "JSON object merged over the preset" \
 	  "CORPUS=path" ".txt/.gz file or directory instead of OpenSubtitles (several: a:b)" \
+	  "CORPUS=debian-es" "Debian's Spanish manuals, man pages and fortunes (offline)" \
 	  "CORPUS_ENCODING=latin1" "the corpus's encoding when it is not UTF-8 (latin1, cp1252)" \
 	  "DOWNLOAD_BYTES=N" "download only the first N bytes of OpenSubtitles (a slice)" \
 	  "TRAIN_SIZE=$$TRAIN_SIZE" "corpus lines kept" \
@@ -115,11 +116,10 @@ test: setup setup-modern ## run the test suite (tests/)
 export $(USER_VARS)
 RUN = +@$(PY) -m wrapper.pipeline
 # make demo's text: CORPUS= when given, else Debian's Spanish text, else an OpenSubtitles slice
-# (wrapper/pipeline.py decides, after wrapper/text_packages.py may have installed the text).
-DEBIAN_FORTUNES := /usr/share/games/fortunes/es
-DEBIAN_REFERENCE := /usr/share/debian-reference/debian-reference.es.txt.gz
+# (wrapper/pipeline.py decides, after wrapper/text_packages.py, the home of the Debian text
+# paths, may have installed the text).
 DEMO_TRAIN_SIZE = $(if $(filter command line environment override,$(origin TRAIN_SIZE)),$(TRAIN_SIZE),100000)
-export DEBIAN_FORTUNES DEBIAN_REFERENCE DEMO_TRAIN_SIZE
+export DEMO_TRAIN_SIZE
 
 demo: setup setup-modern ## whole pipeline offline on Debian's Spanish text, tiny model, CPU, minutes
 	$(RUN) demo

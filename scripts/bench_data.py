@@ -28,8 +28,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILDER = os.path.join(REPO, "third_party", "electra", "build_pretraining_dataset.py")
 VOCAB = os.path.join(REPO, "tests", "conformance", "vocab-es-8k.txt")
-FORTUNES = "/usr/share/games/fortunes/es"
-DEBIAN_REFERENCE = "/usr/share/debian-reference/debian-reference.es.txt.gz"
+sys.path.insert(0, REPO)
+from wrapper.text_packages import DEBIAN_REFERENCE_TXT as DEBIAN_REFERENCE  # noqa: E402
+from wrapper.text_packages import FORTUNES_DIR as FORTUNES  # noqa: E402
 # google-research/electra's builder on this machine, 16.7 MB single file, tutorial's flags
 # (--num-processes 5: one process works, the others have no file).
 REFERENCE_SECONDS = 77.7

@@ -12,16 +12,17 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from wrapper import text_packages  # noqa: E402  (the Debian text paths' home)
+
 CONFORMANCE = os.path.join(REPO, "tests", "conformance")   # google-research/electra's data
 ELECTRA_DIR = os.path.join(REPO, "third_party", "electra")
 PY = sys.executable                                   # .venv's Python 3.7 under make test
 PY_MODERN = os.path.join(REPO, ".venv-modern", "bin", "python")
 VOCAB_8K = os.path.join(CONFORMANCE, "vocab-es-8k.txt")
 FORTUNES_SHARED = os.path.join(CONFORMANCE, "corpus", "fortunes")
-FORTUNES_DEBIAN = "/usr/share/games/fortunes/es"
-DEBIAN_REFERENCE_TXT = "/usr/share/debian-reference/debian-reference.es.txt.gz"
-
-sys.path.insert(0, REPO)
+FORTUNES_DEBIAN = text_packages.FORTUNES_DIR
+DEBIAN_REFERENCE_TXT = text_packages.DEBIAN_REFERENCE_TXT
 
 
 def tf1():

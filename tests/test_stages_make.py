@@ -5,6 +5,7 @@ import os
 import shutil
 
 from conftest import MAKE, PY, REPO, VOCAB_8K, assert_one_line_error, module, run
+from wrapper import pipeline, text_packages
 
 
 def test_make_help_documents_the_variables():
@@ -96,11 +97,12 @@ def test_pretrain_data_runs_another_electra_dir_with_reference_flags(tmp_path, d
     assert "pretrain-data: redoing (changed: ELECTRA_DIR)" in again
 
 
-def test_demo_without_debian_text_falls_back_to_an_opensubtitles_slice(tmp_path):
+def test_demo_without_debian_text_falls_back_to_an_opensubtitles_slice(tmp_path, monkeypatch):
     # No fortunes-es, no CORPUS=: the demo downloads a slice, which offline fails in one line.
-    vars_ = ["DATA_DIR=%s" % tmp_path, "DEBIAN_FORTUNES=/nonexistent", "DEBIAN_REFERENCE=/none"]
-    dry = run(MAKE + ["-n", "demo"] + vars_).stdout
-    assert "CORPUS='' DOWNLOAD_BYTES=4000000" in dry and "VOCAB=train" in dry
+    monkeypatch.setattr(text_packages, "PACKAGE_PATHS", (
+        ("fortunes-es", str(tmp_path / "absent")), ("debian-reference-es", str(tmp_path / "r.gz"))))
+    demo = pipeline.demo_settings(pipeline.settings({"DATA_DIR": str(tmp_path)}), {})
+    assert (demo["CORPUS"], demo["DOWNLOAD_BYTES"], demo["VOCAB"]) == ("", "4000000", "train")
     # The demo's first stage with those settings (the rest is test_demo's).
     proc = run(MAKE + ["corpus", "DATA_DIR=%s/demo" % tmp_path, "CORPUS=",
                        "DOWNLOAD_BYTES=4000000", "TRAIN_SIZE=100000"], check=False)

@@ -4,8 +4,11 @@
 
 Source: by default the tutorial's OpenSubtitles v2016 Spanish monolingual file, downloaded
 (resumably) into DATA_DIR/downloads; or local text: a .txt / .gz file, or a directory whose
-*.txt, *.gz and *.fortunes files are read in sorted order (not recursively). Several paths
-are joined with ':'. The first TRAIN_SIZE input lines are kept, as the tutorial's `head -n`.
+*.txt, *.gz and *.fortunes files are read in sorted order (not recursively); or `debian-es`
+(`debian-es=PKG,PKG` for some of them): the Spanish text of Debian's packages, extracted
+into DATA_DIR/.cache/debian-es by wrapper/debian_corpus.py, with its held-out sentences
+written to DATA_DIR/corpus-heldout.txt. Several sources are joined with ':'. The first
+TRAIN_SIZE input lines are kept, as the tutorial's `head -n`.
 
 Output format (what build_pretraining_dataset.py reads with blank lines separating documents):
 one line of text per line, surrounding whitespace stripped and inner runs of whitespace
@@ -43,7 +46,7 @@ import sys
 import time
 import zlib
 
-from wrapper import download, paths
+from wrapper import debian_corpus, download, paths
 from wrapper.cli import UserError, positive_int, run_main
 from wrapper.fsutil import atomic_output_dir, atomic_write_text
 
@@ -408,8 +411,19 @@ def format_stats(stats):
 
 def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES_URL,
           download_bytes=None, encoding=DEFAULT_ENCODING):
+    heldout, debian_stats = None, None
     if corpus:
-        sources = list_sources(corpus)
+        parts = []
+        for part in corpus.split(os.pathsep):
+            if debian_corpus.is_debian_es(part):
+                if heldout is not None:
+                    raise UserError("CORPUS names debian-es twice; name it once (debian-es=PKG,"
+                                    "PKG for some of its packages)")
+                text, heldout, debian_stats = debian_corpus.prepare(data_dir, part, num_files)
+                parts.append(text)
+            else:
+                parts.append(part)
+        sources = list_sources(os.pathsep.join(parts))
     else:
         name = os.path.basename(url)
         if download_bytes:   # a slice: the first bytes of the .gz hold the first lines
@@ -423,10 +437,16 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
         stats = write_corpus(sources, out_dir, train_size, num_files, encoding=encoding)
         # The stats beside corpus/ describe the old corpus until rewritten below: remove them
         # before the new corpus takes its place, so a kill in between leaves none, not wrong ones.
-        if os.path.exists(paths.corpus_stats_file(data_dir)):
-            os.remove(paths.corpus_stats_file(data_dir))
+        for path in (paths.corpus_stats_file(data_dir), paths.corpus_heldout_file(data_dir)):
+            if os.path.exists(path):
+                os.remove(path)
     stats["corpus_dir"] = paths.corpus_dir(data_dir)
+    if debian_stats is not None:
+        stats["debian_es"] = dict(debian_stats, heldout_file=paths.corpus_heldout_file(data_dir))
     try:
+        if heldout is not None:
+            with open(heldout, encoding="utf-8") as f:
+                atomic_write_text(paths.corpus_heldout_file(data_dir), f.read())
         atomic_write_text(paths.corpus_stats_file(data_dir), json.dumps(stats, indent=2) + "\n")
     except OSError as e:
         full = disk_full_error(e, os.path.abspath(data_dir), what="the corpus statistics")
@@ -436,6 +456,9 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
     print(format_stats(stats))
     print("corpus: wrote %s (stats: %s)" % (paths.corpus_dir(data_dir),
                                              paths.corpus_stats_file(data_dir)))
+    if heldout is not None:
+        print("corpus: %d held-out sentences (not in the corpus) in %s" % (
+            debian_stats["heldout_sentences"], paths.corpus_heldout_file(data_dir)))
     return stats
 
 
@@ -443,8 +466,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--corpus", default="",
-                        help="local .txt/.gz file or directory (several joined with ':'); "
-                             "empty: download OpenSubtitles v2016 es")
+                        help="local .txt/.gz file or directory, or debian-es[=PKG,PKG] "
+                             "(several joined with ':'); empty: download OpenSubtitles v2016 es")
     parser.add_argument("--train-size", default=str(DEFAULT_TRAIN_SIZE),
                         help="input lines kept (TRAIN_SIZE)")
     parser.add_argument("--num-files", default="1",

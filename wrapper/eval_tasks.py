@@ -22,8 +22,7 @@ import os
 import re
 
 from wrapper.cli import UserError
-
-FORTUNES_DIR = "/usr/share/games/fortunes/es"
+from wrapper.text_packages import FORTUNES_DIR
 # fortunes-es: a category (file) with fewer fortunes than this is dropped. The six dropped in
 # fortunes-es 1.36 (asimov, deprimente, famosos, lao-tse, nietzsche, schopenhauer: 11 to 84
 # fortunes) are too small to learn or to score: a dev set of 10% holds 1 to 8 of them.

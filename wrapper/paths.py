@@ -71,6 +71,14 @@ def corpus_stats_file(data_dir):   # beside corpus/: the builder reads every fil
     return os.path.join(data_dir, "corpus-stats.json")
 
 
+def corpus_heldout_file(data_dir):  # CORPUS=debian-es: sentences kept out of the corpus
+    return os.path.join(data_dir, "corpus-heldout.txt")
+
+
+def debian_cache_dir(data_dir):    # CORPUS=debian-es: the text extracted from the packages
+    return os.path.join(data_dir, ".cache", "debian-es")
+
+
 def downloads_dir(data_dir):       # raw downloads (OpenSubtitles), resumable
     return os.path.join(data_dir, "downloads")
 

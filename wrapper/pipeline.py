@@ -29,7 +29,8 @@ import sys
 import tempfile
 import time
 
-from wrapper import locking, paths, stages
+from wrapper import debian_corpus, locking, paths, stages
+from wrapper.text_packages import debian_text_paths
 from wrapper.cli import UserError, fail
 
 # Every variable a stage (or docker-run) reads; Make exports each one (Makefile PIPELINE_VARS,
@@ -84,11 +85,17 @@ def our_electra_dir(v):
 
 def corpus_stage(v):
     d = v["DATA_DIR"]
+    parts = [p for p in v["CORPUS"].split(os.pathsep) if p]
+    variables = {k: v[k] for k in ("CORPUS", "CORPUS_ENCODING", "TRAIN_SIZE", "NUM_PROCESSES",
+                                   "DOWNLOAD_BYTES")}
+    debian = [p for p in parts if debian_corpus.is_debian_es(p)]
+    if debian:   # its text follows from the packages' versions, not thousands of pages hashed
+        variables["debian-es packages"] = debian_corpus.cache_key(
+            debian_corpus.selection(debian[0]))
     return stage(
-        record="corpus", input_list=[p for p in v["CORPUS"].split(os.pathsep) if p],
-        variables={k: v[k] for k in ("CORPUS", "CORPUS_ENCODING", "TRAIN_SIZE", "NUM_PROCESSES",
-                                     "DOWNLOAD_BYTES")},
-        outputs=[paths.corpus_dir(d)],
+        record="corpus", input_list=[p for p in parts if p not in debian],
+        variables=variables,
+        outputs=[paths.corpus_dir(d)] + ([paths.corpus_heldout_file(d)] if debian else []),
         commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.corpus", "--data-dir", d,
                            "--corpus", v["CORPUS"], "--corpus-encoding", v["CORPUS_ENCODING"],
                            "--train-size", v["TRAIN_SIZE"],
@@ -333,11 +340,9 @@ def text_packages(dry_run):
 
 
 def demo_settings(v, environ):
-    """make demo's settings (DEMO_* and DEBIAN_* from the Makefile). Its text: CORPUS= when
-    given, else Debian's Spanish text (what of it is installed), else an OpenSubtitles slice."""
-    debian = [p for p in (environ.get("DEBIAN_FORTUNES", ""), environ.get("DEBIAN_REFERENCE", ""))
-              if p and os.path.exists(p)]
-    corpus = v["CORPUS"] or os.pathsep.join(debian)
+    """make demo's settings (DEMO_* from the Makefile). Its text: CORPUS= when given, else
+    Debian's Spanish text (what of it is installed), else an OpenSubtitles slice."""
+    corpus = v["CORPUS"] or os.pathsep.join(debian_text_paths())
     demo = dict(v)
     demo.update({
         "DATA_DIR": environ.get("DEMO_DATA_DIR") or os.path.join(v["DATA_DIR"], "demo"),
@@ -411,7 +416,7 @@ def docker_command(v, environ, tty):
         argv += ["--network", "host", "-e", "TF_CONFIG=" + environ["TF_CONFIG"]]
     for name in ("ELECTRA_DIR", "CORPUS"):
         for path in v[name].split(os.pathsep) if name == "CORPUS" else [v[name]]:
-            if path and not os.path.exists(path):
+            if path and not os.path.exists(path) and not debian_corpus.is_debian_es(path):
                 raise UserError("%s=%s: no such file or directory (it is mounted into the "
                                 "container)" % (name, path))
     given = environ.get("PIPELINE_GIVEN")     # set by make; else: what the environment holds
@@ -427,6 +432,9 @@ def docker_command(v, environ, tty):
         given.add("ELECTRA_DIR")
     corpus = []
     for i, path in enumerate(p for p in v["CORPUS"].split(os.pathsep) if p):
+        if debian_corpus.is_debian_es(path):     # built inside, from the image's packages
+            corpus.append(path)
+            continue
         inside = "%s/%d/%s" % (CONTAINER_CORPUS_DIR, i, os.path.basename(path.rstrip("/")))
         mounts.append((os.path.abspath(path), inside, ":ro"))
         corpus.append(inside)
