@@ -33,3 +33,4 @@ def load(name):
 
 configure_pretraining = load("configure_pretraining")
 tokenization = load("tokenization")
+tfrecord_io = load("tfrecord_io")

@@ -54,6 +54,35 @@ def check_directory(path, what, must_exist=False):
     return path
 
 
+def check_path_value(path, what):
+    """Raises UserError for a path no command should be given: one starting with '-' (a
+    command would read it as an option), or one longer than the file system allows."""
+    from wrapper.cli import UserError
+    if path.startswith("-"):
+        raise UserError("%s=%s starts with '-', which a command would read as an option; "
+                        "write ./%s for a path of that name" % (what, path[:60], path[:60]))
+    existing = os.path.abspath(path)
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    limits = []
+    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            limits.append(os.pathconf(existing, name))
+        except (OSError, ValueError):
+            limits.append(default)
+    name_max, path_max = limits
+    longest = max(path.split(os.sep), key=len)
+    if len(longest.encode("utf-8", "surrogateescape")) > name_max:
+        raise UserError("%s holds a name of %d bytes (%s...); this file system allows at most %d "
+                        "per name" % (what, len(longest.encode("utf-8", "surrogateescape")),
+                                      longest[:40], name_max))
+    if len(os.path.abspath(path).encode("utf-8", "surrogateescape")) >= path_max:
+        raise UserError("%s is a path of %d bytes; this file system allows at most %d"
+                        % (what, len(os.path.abspath(path).encode("utf-8", "surrogateescape")),
+                           path_max - 1))
+    return path
+
+
 def read_only(path):
     """True when nothing can be written in `path` (or, if absent, its nearest existing
     parent): a read-only mount, or permissions this user lacks."""
