@@ -182,6 +182,19 @@ def test_pretrain_brings_hparams_up_to_date_first(trained, copy_of):
                           "builder_flags); run make pretrain-data first", program="pretrain")
 
 
+def test_convert_keeps_the_hparams_the_model_was_trained_with(trained, copy_of):
+    """A model's later stages check the training, not hparams: hparams made again with other
+    settings would not describe the trained model."""
+    from wrapper import pipeline
+    data = copy_of(trained)
+    before = (data / "hparams.json").read_bytes()
+    values = dict(arg.split("=", 1) for arg in settings(data, PRESET="tutorial"))
+    v = pipeline.settings({})
+    v.update(values)
+    assert pipeline.bring_upstream_up_to_date("convert", v) == 0
+    assert (data / "hparams.json").read_bytes() == before
+
+
 def test_a_num_gpus_that_failed_does_not_stay_in_hparams(trained, copy_of):
     data = copy_of(trained)
     proc = make(["pretrain"], data, check=False, NUM_GPUS="2")
@@ -235,8 +248,8 @@ def test_an_overwritten_shard_of_the_same_size_is_seen(trained, copy_of):
     with open(shard, "r+b") as f:
         f.write(b"\x01")      # the low byte of the first record's length
     os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert "fails its CRC" in stages.tfrecord_damage(shard) or \
-        "runs past the end" in stages.tfrecord_damage(shard)
+    assert stages.tfrecord_damage(shard) == "the length of its record 1 fails its CRC: " \
+                                            "overwritten"
     out = make(["pretrain-data"], data).stdout
     assert "pretrain-data: redoing (damaged output: %s: " % shard in out
 
@@ -284,6 +297,29 @@ def test_disk_quota_is_reported_like_a_full_disk(tmp_path):
         assert text.startswith("%s in %s (" % (words, tmp_path)) and " free of " in text
     assert fsutil.disk_full_reason(OSError(errno.EACCES, "denied"), str(tmp_path)) is None
     assert fsutil.disk_full_reason(ValueError("x"), str(tmp_path)) is None
+
+
+def test_a_held_lock_is_never_waited_for(tmp_path):
+    """Item 7: a stage whose lock another run holds is refused at once, naming the holder and
+    how to stop it; it never waits."""
+    import time
+    data = tmp_path / "d"
+    holder = subprocess.Popen([PY, "-m", "wrapper.locking", "--data-dir", str(data), "--program",
+                               "corpus", "--", "sleep", "60"], cwd=REPO)
+    try:
+        deadline = time.time() + 30
+        while not (data / ".locks" / "data.lock").exists() or \
+                "sleep" not in (data / ".locks" / "data.lock").read_text():
+            assert time.time() < deadline, "the holder did not take the lock"
+            time.sleep(0.1)
+        started = time.time()
+        proc = make(["corpus"], data, check=False, timeout=60)
+        assert time.time() - started < 10
+        assert_one_line_error(proc, "is in use by PID %d (make corpus)" % holder.pid,
+                              "kill %d" % holder.pid, program="corpus", status=2)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_wait_group_gone_fails_loudly(tmp_path):

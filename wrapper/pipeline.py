@@ -185,6 +185,7 @@ def pretrain_stage(v):
         record="pretrain-" + m,
         inputs=[paths.tfrecords_dir(d), paths.vocab_file(d), paths.hparams_file(d)],
         variables={"MODEL_NAME": m, "ELECTRA_DIR": electra},
+        # The files beside `checkpoint` are recorded too (a truncated .data file is seen).
         outputs=[os.path.join(model_dir, "checkpoint"), model_dir],
         keeps=model_dir,
         # Training longer, or on other devices, continues the same model (a checkpoint
@@ -327,19 +328,30 @@ def take_locks(name, v, stack):
             os.set_inheritable(lock.fd, True)
 
 
+# The earlier stages each stage checks first (those of them whose output it reads). A model's
+# later stages check the training only: it vouches for the vocab and hparams it was made from,
+# and hparams made again with other settings would not describe that model.
+UPSTREAM = {
+    "vocab": ("corpus",),
+    "hparams": ("vocab",),
+    "pretrain-data": ("corpus", "vocab"),
+    "pretrain": ("vocab", "hparams", "pretrain-data"),
+    "convert": ("pretrain",),
+    "verify": ("pretrain", "convert"),
+}
 # Stages cheap enough to redo on the way to a later one rather than refuse it.
 REDONE_ON_THE_WAY = ("hparams",)
 
 
 def bring_upstream_up_to_date(name, v):
-    """Before stage `name`: every recorded earlier stage whose output it reads must still be
-    what the current settings make (hparams with this PRESET, HPARAMS_OVERRIDES, NUM_GPUS)
-    and whole (a truncated shard). A cheap one is redone first; for another, one line names
-    the make command to run. Returns a failed redo's exit status, else 0."""
-    if name not in ALL:
+    """Before stage `name`: each recorded earlier stage whose output it reads (UPSTREAM) must
+    still be what the current settings make (hparams with this PRESET, HPARAMS_OVERRIDES,
+    NUM_GPUS) and whole (a truncated shard). A cheap one is redone first; for another, one
+    line names the make command to run. Returns a failed redo's exit status, else 0."""
+    if name not in UPSTREAM:
         return 0
     reads = STAGES[name][1](v).inputs
-    for earlier in ALL[:ALL.index(name)]:
+    for earlier in UPSTREAM[name]:
         built = STAGES[earlier][1]
         upstream = built(v) if os.path.exists(stages.record_path(
             v["DATA_DIR"], record_name(earlier, v))) else None

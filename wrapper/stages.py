@@ -176,24 +176,23 @@ def tfrecord_damage(path):
     data) ending exactly at the end of the file, each length's CRC right. Reading the data's
     own CRCs would read every byte; a truncated or overwritten file fails this already."""
     from wrapper.electra import tfrecord_io
-    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        data = f.read()     # one shard of many: a few MB
+    size = len(data)
     lengths, stored = [], []
     offset = 0
-    with open(path, "rb") as f:
-        while offset < size:
-            f.seek(offset)
-            header = f.read(12)
-            if len(header) < 12:
-                break
-            lengths.append(header[:8])
-            stored.append(struct.unpack("<I", header[8:])[0])
-            offset += 12 + struct.unpack("<Q", header[:8])[0] + 4
-    if offset != size:
-        return "its record %d runs past the end of the file (%d bytes): truncated" % (
-            len(lengths), size)
+    while offset + 12 <= size:
+        lengths.append(data[offset:offset + 8])
+        length, crc = struct.unpack_from("<QI", data, offset)
+        stored.append(crc)
+        offset += 12 + length + 4
+    # The lengths' CRCs first: a damaged length sends the walk past the end as well.
     for i, (crc, expected) in enumerate(zip(tfrecord_io.crc32c_many(lengths), stored)):
         if tfrecord_io.masked_crc(crc) != expected:
             return "the length of its record %d fails its CRC: overwritten" % (i + 1)
+    if offset != size:
+        return "its record %d runs past the end of the file (%d bytes): truncated" % (
+            len(lengths) + (offset < size), size)
     return None
 
 
