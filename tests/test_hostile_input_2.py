@@ -130,6 +130,14 @@ def test_settings_out_of_range_are_refused_before_any_lock(tmp_path, name, value
     assert not os.path.exists(os.path.join(REPO, value))
 
 
+def test_a_model_name_too_long_for_its_lock_file_is_refused(tmp_path):
+    proc = run(MAKE + ["pretrain", "DATA_DIR=%s" % tmp_path, "MODEL_NAME=" + "m" * 250],
+               check=False, timeout=60)
+    assert_one_line_error(proc, "MODEL_NAME is 250 characters long", "at most 200",
+                          program="pretrain", status=2)
+    assert os.listdir(str(tmp_path)) == []
+
+
 def test_the_largest_values_allowed_pass(tmp_path):
     proc = run(MAKE + ["-n", "corpus"] + settings(tmp_path / "d", NUM_PROCESSES="1024",
                                                    SEEDS="100", NUM_GPUS="64"), timeout=60)
@@ -282,6 +290,11 @@ def test_a_users_corpus_stats_file_is_never_overwritten(tmp_path):
                           "move it away", program="corpus")
     assert (data / "corpus-stats.json").read_text() == '{"mine": true}\n'
     assert not (data / "corpus").exists()
+    (data / "corpus-stats.json").unlink()
+    os.mkfifo(str(data / "corpus-stats.json"))     # never opened (it would block)
+    proc = make(["corpus"], data, check=False, timeout=60)
+    assert_one_line_error(proc, "corpus-stats.json is a FIFO (named pipe), not a file this "
+                          "pipeline wrote", program="corpus")
     (data / "corpus-stats.json").unlink()
     make(["corpus"], data, timeout=60)
     make(["corpus"], data, timeout=60, TRAIN_SIZE="2000")     # its own file: replaced

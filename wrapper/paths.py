@@ -16,6 +16,9 @@ MODERN_PYTHON = os.path.join(REPO_ROOT, ".venv-modern", "bin", "python")   # cur
 # MODEL_NAME is one plain directory name under DATA_DIR/models: nothing that climbs out of it
 # ("../x"), hides (".x"), reads as an option ("-x") or needs quoting.
 MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+# Its lock file and stage records add a few characters to it (model-NAME.lock,
+# convert-NAME.done); a file name holds at most 255 bytes.
+MODEL_NAME_MAX = 200
 
 
 def check_model_name(model_name):
@@ -25,6 +28,10 @@ def check_model_name(model_name):
         raise UserError("MODEL_NAME=%r is not a plain directory name; use letters, digits, "
                         "'-', '_' and '.' (not first), e.g. MODEL_NAME=electra-spanish"
                         % (model_name or ""))
+    if len(model_name) > MODEL_NAME_MAX:
+        from wrapper.cli import UserError
+        raise UserError("MODEL_NAME is %d characters long (%s...); at most %d" % (
+            len(model_name), model_name[:40], MODEL_NAME_MAX))
     return model_name
 
 

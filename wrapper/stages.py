@@ -284,8 +284,11 @@ def write_owned_text(data_dir, path, text):
 
 def check_replaceable(data_dir, path, hint):
     """Raises UserError if `path` exists and is not a file the pipeline wrote there."""
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return
+    kind = paths.kind_of(path)
+    if kind != "regular file":    # a FIFO would block the read below
+        raise UserError("%s is a %s, not a file this pipeline wrote; %s" % (path, kind, hint))
     table = read_record(_written_file(data_dir)) or {}
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
     with open(path, "rb") as f:
