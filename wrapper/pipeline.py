@@ -15,6 +15,12 @@ the directory it continues rather than replaces (`keeps`, with the JSON keys tha
 meanwhile), and the command(s) it runs, each with the interpreter it needs. The record logic
 (skip when up to date, resume, refuse to mix two trainings in one model directory) is
 wrapper/stages.py's; every path is wrapper/paths.py's.
+
+Before any lock or directory is made, every setting is checked once (check_values: integers
+in range, paths that cannot read as options); each command gets its values as `--opt=value`
+(free text after `--`), so no value becomes an option. Before a stage runs, the earlier
+stages it reads from (UPSTREAM) must still be what the current settings make and whole:
+hparams is made again on the way, another stage is named (bring_upstream_up_to_date).
 """
 import argparse
 import atexit
