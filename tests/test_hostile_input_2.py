@@ -5,13 +5,17 @@ in one line naming the variable or the stage to run, or handled without hanging:
 |--------------------------------------------------------|----------------------------------------|
 | a FIFO, /dev/zero, a broken link in a CORPUS directory | test_corpus_directory_with_special_files_neither_hangs_nor_reads_them |
 | a 20-digit NUM_PROCESSES, a 300-character DATA_DIR ... | test_settings_out_of_range_are_refused_before_any_lock |
+| a MODEL_NAME too long for its lock file                | test_a_model_name_too_long_for_its_lock_file_is_refused |
 | DATA_DIR=-rf, DOCKER_IMAGE=--privileged, IMAGE=ngx     | test_a_value_never_becomes_an_option   |
 | SENTENCE=-h                                            | test_a_sentence_starting_with_a_dash_is_a_sentence |
-| new HPARAMS_OVERRIDES/PRESET/NUM_GPUS after make all   | test_pretrain_brings_hparams_up_to_date_first |
-| a truncated TFRecord shard                             | test_a_truncated_shard_is_seen_and_named |
+| new HPARAMS_OVERRIDES/PRESET/NUM_GPUS after make all   | test_pretrain_brings_hparams_up_to_date_first, test_a_num_gpus_that_failed_does_not_stay_in_hparams |
+| a failed hparams                                       | test_a_failed_hparams_leaves_hparams_json_as_it_was |
+| other settings when converting a trained model         | test_convert_keeps_the_hparams_the_model_was_trained_with |
+| a truncated or overwritten TFRecord shard              | test_a_truncated_shard_is_seen_and_named, test_an_overwritten_shard_of_the_same_size_is_seen |
 | a truncated checkpoint .data file                      | test_a_truncated_checkpoint_is_seen_by_pretrain_and_convert |
-| a user's own corpus-stats.json in DATA_DIR             | test_a_users_corpus_stats_file_is_never_overwritten |
+| a user's own corpus-stats.json (or a FIFO there)       | test_a_users_corpus_stats_file_is_never_overwritten |
 | a disk quota exceeded (EDQUOT)                         | test_disk_quota_is_reported_like_a_full_disk |
+| a lock another run holds                               | test_a_held_lock_is_never_waited_for   |
 
 The pipeline is real: fortunes-es text, the 8k vocab, real TFRecords and a two-step training of
 a tiny model (made once for the module, copied for each test that damages it).
