@@ -150,14 +150,14 @@ all: setup setup-modern ## the full recipe: corpus vocab hparams pretrain-data p
 
 # ---- benchmarks ------------------------------------------------------------------------
 bench-data: setup ## dataset builder speed vs the plain-Python path (MB/s, ratio, peak RSS)
-	$(PY) scripts/bench_data.py --processes "$$NUM_PROCESSES"
+	$(PY) scripts/bench_data.py --processes="$$NUM_PROCESSES"
 bench-train: setup ## training steps/s and time to first step (small and tiny)
 	$(PY) scripts/bench_train.py
 
 # ---- docker (V100 host) ----------------------------------------------------------------
 docker-build: ## build docker/Dockerfile (V100: CUDA 10.0, TF 1.15.5), IMAGE=ngc: Dockerfile.ngc (Ampere)
 	@case "$$IMAGE" in ""|ngc) ;; *) echo "docker-build: error: IMAGE=$$IMAGE is unknown; use IMAGE=ngc (Ampere hosts) or no IMAGE (V100)" >&2; exit 2;; esac
-	docker build -f docker/Dockerfile$(if $(filter ngc,$(IMAGE)),.ngc) -t "$$DOCKER_IMAGE" .
+	docker build -f docker/Dockerfile$(if $(filter ngc,$(IMAGE)),.ngc) --tag="$$DOCKER_IMAGE" .
 # The host may have no .venv (everything runs in the image): any Python 3 runs the runner.
 docker-run: ## run `make TARGET` in the image, DATA_DIR mounted (GPU=0: no --gpus, CPU-only host)
 	+@$(if $(wildcard $(PY)),$(PY),python3) -m wrapper.pipeline --docker-run

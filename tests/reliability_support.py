@@ -144,7 +144,8 @@ def command_line(pid):
 
 
 def wait_group_gone(pgid, timeout=10):
-    """Waits until no process of the group is left (zombies of killed children included)."""
+    """Waits until no process of the group is left (zombies of killed children included);
+    fails, naming what is left, when some still run after `timeout` seconds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -154,6 +155,10 @@ def wait_group_gone(pgid, timeout=10):
         except PermissionError:
             return
         time.sleep(0.01)
+    left = group_members(pgid)
+    raise AssertionError("process group %d still running after %s s: %s" % (
+        pgid, timeout, "; ".join("%d %s" % (pid, command_line(pid)) for pid in left) or
+        "zombies only"))
 
 
 def after_delay(seconds):

@@ -1,5 +1,6 @@
 """The Make targets as a whole: help, stage records (skip, redo, cascade), another
 ELECTRA_DIR, the demo's corpus fallback and a killed stage runner."""
+import hashlib
 import json
 import os
 import shutil
@@ -71,7 +72,10 @@ def test_stage_record_only_after_success_and_model_dir_guard(tmp_path):
     proc = module(*(stage + ["true"]), check=False)
     assert_one_line_error(proc, "started from other inputs", "MODEL_NAME")
     assert sorted(os.listdir(model)) == ["ckpt", "half"]
-    assert not os.path.exists(os.path.join(data, ".stages", "train.done"))
+    # The record still describes the run that finished (learning_rate 0.001), not this one.
+    digest = hashlib.sha256(b'{"num_train_steps": 20, "learning_rate": 0.001}').hexdigest()
+    record = json.load(open(os.path.join(data, ".stages", "train.done")))
+    assert record["inputs"][str(hparams)] == {"": "sha256=" + digest}
 
 
 def test_pretrain_data_runs_another_electra_dir_with_reference_flags(tmp_path, debian_fortunes_dir):
@@ -85,8 +89,8 @@ def test_pretrain_data_runs_another_electra_dir_with_reference_flags(tmp_path, d
               "VOCAB=" + VOCAB_8K]
     run(MAKE + ["corpus", "vocab", "hparams"] + common)
     dry = run(MAKE + ["-n", "pretrain-data", "ELECTRA_DIR=" + other] + common).stdout
-    assert "%s/build_pretraining_dataset.py --corpus-dir" % other in dry and "--seed" not in dry
-    assert "--seed 1234" in run(MAKE + ["-n", "pretrain-data"] + common).stdout
+    assert "%s/build_pretraining_dataset.py --corpus-dir=" % other in dry and "--seed" not in dry
+    assert "--seed=1234" in run(MAKE + ["-n", "pretrain-data"] + common).stdout
     out = run(MAKE + ["pretrain-data", "ELECTRA_DIR=" + other] + common).stdout
     shards = os.listdir(os.path.join(data, "pretrain_tfrecords"))
     assert len(shards) == 1000 and "pretrain-data: done" in out

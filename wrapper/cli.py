@@ -20,14 +20,24 @@ def model_parser(prog, description):
     return parser
 
 
-def positive_int(text, name):
-    """A command-line count such as TRAIN_SIZE=1000 (no sign, no fraction), or UserError."""
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        value = 0
-    if value <= 0 or str(text).strip().startswith("+"):
-        raise UserError("%s must be a positive integer, got %r" % (name, text))
+def positive_int(text, name, most=None):
+    """A command-line count such as TRAIN_SIZE=1000 (no sign, no fraction), at most `most`
+    when given, or UserError."""
+    digits = str(text).strip()
+    if most is not None and len(digits) > len(str(most)) and digits.isdigit():
+        value = most + 1       # too long to be in range: not worth converting
+    else:
+        try:
+            value = int(digits) if len(digits) <= 30 else 0
+        except ValueError:
+            value = 0
+    if value <= 0 or digits.startswith("+"):
+        raise UserError("%s must be a positive integer, got %r" % (
+            name, text if len(str(text)) <= 40 else str(text)[:40] + "..."))
+    if most is not None and value > most:
+        raise UserError("%s=%s is too large: at most %d" % (
+            name, digits if len(digits) <= 40 else "%s... (%d digits)" % (digits[:20],
+                                                                          len(digits)), most))
     return value
 
 

@@ -37,7 +37,6 @@ place when complete; the statistics are printed and saved in DATA_DIR/corpus-sta
 import argparse
 import codecs
 import collections
-import errno
 import gzip
 import json
 import os
@@ -46,9 +45,9 @@ import sys
 import time
 import zlib
 
-from wrapper import debian_corpus, download, paths
+from wrapper import debian_corpus, download, paths, stages
 from wrapper.cli import UserError, positive_int, run_main
-from wrapper.fsutil import atomic_output_dir, atomic_write_text
+from wrapper.fsutil import atomic_output_dir, atomic_write_text, disk_full_reason, human_bytes
 
 TEXT_SUFFIXES = (".txt", ".gz", ".fortunes")
 PART_NAME = re.compile(r"^part-\d{5}-of-\d{5}\.txt$")
@@ -179,14 +178,23 @@ def check_not_utf8_read_as_legacy(scan):
                                                          scan.encoding))
 
 
-def list_sources(corpus):
-    """The input files named by `corpus` (paths joined with ':'), in reading order."""
+def list_sources(corpus, note=None):
+    """The input files named by `corpus` (paths joined with ':'), in reading order.
+
+    In a directory only the regular *.txt/*.gz files directly inside are read; one of those
+    names that is something else (a FIFO, a device, a broken link: reading would block, never
+    end or fail) is skipped, and note(text) says so.
+    """
     files = []
     for path in [p for p in corpus.split(os.pathsep) if p]:
         if os.path.isdir(path):
             names = sorted(n for n in os.listdir(path) if n.endswith(TEXT_SUFFIXES))
             found = [os.path.join(path, n) for n in names
                      if os.path.isfile(os.path.join(path, n))]
+            for name in names:
+                kind = paths.kind_of(os.path.join(path, name))
+                if note and kind not in ("regular file", "directory"):
+                    note("skipping %s: a %s, not a text file" % (os.path.join(path, name), kind))
             if not found:
                 raise UserError("CORPUS directory %s holds no %s files" % (
                     path, "/".join("*" + s for s in TEXT_SUFFIXES)))
@@ -296,19 +304,11 @@ def source_bytes(sources):
 
 def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
     """UserError for a write that failed for lack of space (ENOSPC, EDQUOT); None otherwise."""
-    if not isinstance(error, OSError) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+    reason = disk_full_reason(error, directory, "writing " + what)
+    if reason is None:
         return None
-    try:
-        fs = os.statvfs(directory)
-        free = " (%s free of %s)" % (download.human_bytes(fs.f_bavail * fs.f_frsize),
-                                     download.human_bytes(fs.f_blocks * fs.f_frsize))
-    except OSError:
-        free = ""
-    return UserError("%s writing %s in %s%s%s; free some space there or choose another "
-                     "DATA_DIR" % ("disk quota exceeded" if error.errno == errno.EDQUOT
-                                   else "no space left on the device", what, directory, free,
-                                   "; it needs up to %s" % download.human_bytes(needed_bytes)
-                                   if needed_bytes else ""))
+    return UserError("%s%s; free some space there or choose another DATA_DIR" % (
+        reason, "; it needs up to %s" % human_bytes(needed_bytes) if needed_bytes else ""))
 
 
 def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr,
@@ -411,6 +411,8 @@ def format_stats(stats):
 
 def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES_URL,
           download_bytes=None, encoding=DEFAULT_ENCODING):
+    stages.check_replaceable(data_dir, paths.corpus_stats_file(data_dir),
+                             "move it away (the corpus stage writes its statistics there)")
     heldout, debian_stats = None, None
     if corpus:
         parts = []
@@ -423,7 +425,8 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
                 parts.append(text)
             else:
                 parts.append(part)
-        sources = list_sources(os.pathsep.join(parts))
+        sources = list_sources(os.pathsep.join(parts), note=lambda text: sys.stderr.write(
+            "corpus: note: %s\n" % text))
     else:
         name = os.path.basename(url)
         if download_bytes:   # a slice: the first bytes of the .gz hold the first lines
@@ -447,7 +450,8 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
         if heldout is not None:
             with open(heldout, encoding="utf-8") as f:
                 atomic_write_text(paths.corpus_heldout_file(data_dir), f.read())
-        atomic_write_text(paths.corpus_stats_file(data_dir), json.dumps(stats, indent=2) + "\n")
+        stages.write_owned_text(data_dir, paths.corpus_stats_file(data_dir),
+                                json.dumps(stats, indent=2) + "\n")
     except OSError as e:
         full = disk_full_error(e, os.path.abspath(data_dir), what="the corpus statistics")
         if full is None:

@@ -7,7 +7,6 @@ file is never taken as complete. Offline, the connection fails within CONNECT_TI
 and the error says how to use a local corpus instead.
 """
 import argparse
-import errno
 import os
 import socket
 import sys
@@ -16,19 +15,13 @@ import urllib.error
 import urllib.request
 
 from wrapper.cli import UserError, run_main
+from wrapper.fsutil import disk_full_reason, human_bytes
 
 OPENSUBTITLES_ES_URL = "https://object.pouta.csc.fi/OPUS-OpenSubtitles/v2016/mono/es.txt.gz"
 CONNECT_TIMEOUT_S = 10        # also the longest silence tolerated mid-transfer
 CHUNK_BYTES = 1 << 20
 OFFLINE_HINT = ("offline? give a local corpus instead: CORPUS=path/to/text.txt, .gz or a "
                 "directory of them")
-
-
-def human_bytes(n):
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return "%.1f %s" % (n, unit) if unit != "B" else "%d B" % n
-        n /= 1024.0
 
 
 def human_seconds(s):
@@ -152,25 +145,21 @@ def download(url, dest, timeout=CONNECT_TIMEOUT_S, label=None, max_bytes=None):
 
 def _disk_full(error, out, done, total):
     """UserError for a download that ran out of space (the .part file is kept to resume)."""
-    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+    directory = os.path.dirname(os.path.abspath(out.name))
+    reason = disk_full_reason(error, directory)
+    if reason is None:
         return None
     try:
         out.close()          # its buffer cannot be written either; closing must not raise again
     except OSError:
         pass
-    directory = os.path.dirname(os.path.abspath(out.name))
     try:
         done = os.path.getsize(out.name)     # what reached the disk, where a rerun resumes
     except OSError:
         pass
-    try:
-        fs = os.statvfs(directory)
-        free = " (%s free)" % human_bytes(fs.f_bavail * fs.f_frsize)
-    except OSError:
-        free = ""
-    return UserError("no space left on the device in %s%s: the download stopped at %s%s; free "
+    return UserError("%s: the download stopped at %s%s; free "
                      "some space there (or choose another DATA_DIR) and run the same command "
-                     "again to resume" % (directory, free, human_bytes(done),
+                     "again to resume" % (reason, human_bytes(done),
                                           " of %s, %s more needed" % (
                                               human_bytes(total), human_bytes(total - done))
                                           if total else ""))

@@ -34,3 +34,4 @@ def load(name):
 configure_pretraining = load("configure_pretraining")
 tokenization = load("tokenization")
 tensor_bundle = load("tensor_bundle")
+tfrecord_io = load("tfrecord_io")

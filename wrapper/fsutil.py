@@ -6,6 +6,7 @@ only when every file in it is one the stage itself produces (`owned`); otherwise
 refuses, naming a foreign file.
 """
 import contextlib
+import errno
 import glob
 import os
 import shutil
@@ -113,6 +114,30 @@ def fsync_tree(directory):
         for name in files:
             with open(os.path.join(root, name), "rb") as f:
                 os.fsync(f.fileno())
+
+
+def human_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return "%.1f %s" % (n, unit) if unit != "B" else "%d B" % n
+        n /= 1024.0
+
+
+def disk_full_reason(error, directory, doing=""):
+    """For a write that failed for lack of room, `no space left on the device [DOING] in DIR
+    (X free of Y)` (a quota, EDQUOT: `disk quota exceeded ...`); None for any other error.
+    The one wording of a full disk; callers add what was lost and how to go on."""
+    if not isinstance(error, OSError) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    try:
+        fs = os.statvfs(directory)
+        free = " (%s free of %s)" % (human_bytes(fs.f_bavail * fs.f_frsize),
+                                     human_bytes(fs.f_blocks * fs.f_frsize))
+    except OSError:
+        free = ""
+    return "%s%s in %s%s" % ("disk quota exceeded" if error.errno == errno.EDQUOT else
+                             "no space left on the device", " " + doing if doing else "",
+                             directory, free)
 
 
 def atomic_write_text(path, text):

@@ -64,9 +64,10 @@ def _parent_pid(pid):
     try:
         import subprocess
         out = subprocess.run(["ps", "-o", "ppid=", "-p", str(pid)], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, universal_newlines=True).stdout
+                             stderr=subprocess.DEVNULL, universal_newlines=True,
+                             timeout=10).stdout
         return int(out.strip())
-    except (OSError, ValueError):
+    except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
 
 
@@ -179,6 +180,10 @@ def _open_lock_file(path):
 
 def acquire(path, what, shared=False, command=None, label=None, attempts=3):
     """Takes the lock on `path` without waiting; raises UserError naming the holder.
+
+    A run never waits on another one: it is refused at once, saying who holds the lock and
+    how to stop it. The only pause is at most (attempts - 1) x 0.2 s for a holder that has
+    its lock but has not yet written its name into the lock file.
 
     `what` names the protected thing for the message ("model directory data/models/x").
     """

@@ -16,6 +16,9 @@ MODERN_PYTHON = os.path.join(REPO_ROOT, ".venv-modern", "bin", "python")   # cur
 # MODEL_NAME is one plain directory name under DATA_DIR/models: nothing that climbs out of it
 # ("../x"), hides (".x"), reads as an option ("-x") or needs quoting.
 MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+# Its lock file and stage records add a few characters to it (model-NAME.lock,
+# convert-NAME.done); a file name holds at most 255 bytes.
+MODEL_NAME_MAX = 200
 
 
 def check_model_name(model_name):
@@ -25,6 +28,10 @@ def check_model_name(model_name):
         raise UserError("MODEL_NAME=%r is not a plain directory name; use letters, digits, "
                         "'-', '_' and '.' (not first), e.g. MODEL_NAME=electra-spanish"
                         % (model_name or ""))
+    if len(model_name) > MODEL_NAME_MAX:
+        from wrapper.cli import UserError
+        raise UserError("MODEL_NAME is %d characters long (%s...); at most %d" % (
+            len(model_name), model_name[:40], MODEL_NAME_MAX))
     return model_name
 
 
@@ -51,6 +58,35 @@ def check_directory(path, what, must_exist=False):
         raise UserError("%s=%s does not exist; give a directory" % (what, path))
     if kind not in (None, "directory"):
         raise UserError("%s=%s is a %s, not a directory; give a directory" % (what, path, kind))
+    return path
+
+
+def check_path_value(path, what):
+    """Raises UserError for a path no command should be given: one starting with '-' (a
+    command would read it as an option), or one longer than the file system allows."""
+    from wrapper.cli import UserError
+    if path.startswith("-"):
+        raise UserError("%s=%s starts with '-', which a command would read as an option; "
+                        "write ./%s for a path of that name" % (what, path[:60], path[:60]))
+    existing = os.path.abspath(path)
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    limits = []
+    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            limits.append(os.pathconf(existing, name))
+        except (OSError, ValueError):
+            limits.append(default)
+    name_max, path_max = limits
+    longest = max(path.split(os.sep), key=len)
+    if len(longest.encode("utf-8", "surrogateescape")) > name_max:
+        raise UserError("%s holds a name of %d bytes (%s...); this file system allows at most %d "
+                        "per name" % (what, len(longest.encode("utf-8", "surrogateescape")),
+                                      longest[:40], name_max))
+    if len(os.path.abspath(path).encode("utf-8", "surrogateescape")) >= path_max:
+        raise UserError("%s is a path of %d bytes; this file system allows at most %d"
+                        % (what, len(os.path.abspath(path).encode("utf-8", "surrogateescape")),
+                           path_max - 1))
     return path
 
 

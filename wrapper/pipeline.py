@@ -15,6 +15,12 @@ the directory it continues rather than replaces (`keeps`, with the JSON keys tha
 meanwhile), and the command(s) it runs, each with the interpreter it needs. The record logic
 (skip when up to date, resume, refuse to mix two trainings in one model directory) is
 wrapper/stages.py's; every path is wrapper/paths.py's.
+
+Before any lock or directory is made, every setting is checked once (check_values: integers
+in range, paths that cannot read as options); each command gets its values as `--opt=value`
+(free text after `--`), so no value becomes an option. Before a stage runs, the earlier
+stages it reads from (UPSTREAM) must still be what the current settings make and whole:
+hparams is made again on the way, another stage is named (bring_upstream_up_to_date).
 """
 import argparse
 import atexit
@@ -31,7 +37,7 @@ import time
 
 from wrapper import debian_corpus, locking, paths, stages
 from wrapper.text_packages import debian_text_paths
-from wrapper.cli import UserError, fail
+from wrapper.cli import UserError, fail, positive_int
 
 # Every variable a stage (or docker-run) reads; Make exports each one (Makefile PIPELINE_VARS,
 # kept equal to this list by a test) and docker-run forwards each one into the container.
@@ -39,6 +45,25 @@ PIPELINE_VARS = (
     "DATA_DIR", "MODEL_NAME", "PRESET", "HPARAMS_OVERRIDES", "CORPUS", "CORPUS_ENCODING",
     "DOWNLOAD_BYTES", "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE", "NUM_PROCESSES", "ELECTRA_DIR", "SENTENCE",
     "TASK", "MODEL", "BASELINE", "SEEDS", "TASK_DATA", "NUM_GPUS")
+
+# The integer settings and their upper bounds: a value beyond them is a typo, and would
+# otherwise reach a file name or a loop (NUM_PROCESSES=99999999999999999999 named the corpus
+# files part-00000-of-99999999999999999999.txt).
+INTEGER_SETTINGS = collections.OrderedDict([
+    ("TRAIN_SIZE", 10 ** 10),       # corpus lines; OpenSubtitles' Spanish has about 2 x 10^8
+    # One corpus file and one builder process each. A fixed bound rather than the CPU count:
+    # a data directory made on one host is used on another (docker-run's container, a GPU
+    # host), and NUM_PROCESSES is part of its stage records.
+    ("NUM_PROCESSES", 1024),
+    ("VOCAB_SIZE", 10 ** 6),        # tokens of a trained vocab; mBERT's has 119,547
+    ("DOWNLOAD_BYTES", 10 ** 12),   # a slice of the OpenSubtitles file (a few GB in all)
+    ("SEEDS", 100),                 # fine-tuning runs of make evaluate
+    ("NUM_GPUS", 64),               # GPUs of one host
+])
+# Settings that name a file or directory (CORPUS: several, joined with ':'), or a name a
+# command takes as a value: none may start with '-' or exceed the file system's limits.
+PATH_SETTINGS = ("DATA_DIR", "CORPUS", "VOCAB", "ELECTRA_DIR", "PRESET", "TASK", "TASK_DATA",
+                 "MODEL", "BASELINE")
 
 # The recipe `make all` runs, in order.
 ALL = ("corpus", "vocab", "hparams", "pretrain-data", "pretrain", "convert", "verify")
@@ -83,6 +108,17 @@ def our_electra_dir(v):
 
 # ---- the table ------------------------------------------------------------------------------
 
+def corpus_sources(corpus):
+    """The files the corpus stage reads (wrapper/corpus.py's own list: never a FIFO or a
+    device, nothing in a subdirectory); the named paths when that list cannot be made (the
+    stage's command then says why, after the checks that come first)."""
+    from wrapper.corpus import list_sources
+    try:
+        return list_sources(corpus) if corpus else []
+    except UserError:
+        return [p for p in corpus.split(os.pathsep) if p]
+
+
 def corpus_stage(v):
     d = v["DATA_DIR"]
     parts = [p for p in v["CORPUS"].split(os.pathsep) if p]
@@ -93,14 +129,17 @@ def corpus_stage(v):
         variables["debian-es packages"] = debian_corpus.cache_key(
             debian_corpus.selection(debian[0]))
     return stage(
-        record="corpus", input_list=[p for p in parts if p not in debian],
+        record="corpus",
+        input_list=corpus_sources(os.pathsep.join(p for p in parts if p not in debian)),
         variables=variables,
-        outputs=[paths.corpus_dir(d)] + ([paths.corpus_heldout_file(d)] if debian else []),
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.corpus", "--data-dir", d,
-                           "--corpus", v["CORPUS"], "--corpus-encoding", v["CORPUS_ENCODING"],
-                           "--train-size", v["TRAIN_SIZE"],
-                           "--num-files", v["NUM_PROCESSES"],
-                           "--download-bytes", v["DOWNLOAD_BYTES"]])])
+        outputs=[paths.corpus_dir(d), paths.corpus_stats_file(d)] + (
+            [paths.corpus_heldout_file(d)] if debian else []),
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.corpus", "--data-dir=" + d,
+                           "--corpus=" + v["CORPUS"],
+                           "--corpus-encoding=" + v["CORPUS_ENCODING"],
+                           "--train-size=" + v["TRAIN_SIZE"],
+                           "--num-files=" + v["NUM_PROCESSES"],
+                           "--download-bytes=" + v["DOWNLOAD_BYTES"]])])
 
 
 def vocab_stage(v):
@@ -116,8 +155,8 @@ def vocab_stage(v):
         record="vocab", inputs=inputs,
         variables={"VOCAB": vocab, "VOCAB_SIZE": v["VOCAB_SIZE"] if vocab == "train" else ""},
         outputs=[paths.vocab_file(d)],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.vocab", "--data-dir", d,
-                           "--vocab", vocab, "--vocab-size", v["VOCAB_SIZE"]])])
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.vocab", "--data-dir=" + d,
+                           "--vocab=" + vocab, "--vocab-size=" + v["VOCAB_SIZE"]])])
 
 
 def hparams_stage(v):
@@ -130,9 +169,9 @@ def hparams_stage(v):
         variables={"PRESET": preset, "HPARAMS_OVERRIDES": v["HPARAMS_OVERRIDES"],
                    "MODEL_NAME": v["MODEL_NAME"], "NUM_GPUS": v["NUM_GPUS"]},
         outputs=[paths.hparams_file(d)],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hparams", "--data-dir", d,
-                           "--preset", preset, "--overrides", v["HPARAMS_OVERRIDES"],
-                           "--model-name", v["MODEL_NAME"], "--num-gpus", v["NUM_GPUS"]])])
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hparams", "--data-dir=" + d,
+                           "--preset=" + preset, "--overrides=" + v["HPARAMS_OVERRIDES"],
+                           "--model-name=" + v["MODEL_NAME"], "--num-gpus=" + v["NUM_GPUS"]])])
 
 
 def pretrain_data_stage(v):
@@ -140,16 +179,17 @@ def pretrain_data_stage(v):
     from wrapper import hparams   # the builder's flags follow from DATA_DIR/hparams.json
     flags = hparams.builder_flags(d).split()
     # Our builder takes --seed (reproducible shards); an upstream checkout has no such flag.
-    seed = ["--seed", "1234"] if our_electra_dir(v) else []
+    seed = ["--seed=1234"] if our_electra_dir(v) else []
     return stage(
         record="pretrain-data", inputs=[paths.corpus_dir(d), paths.vocab_file(d)],
         variables={"builder_flags": " ".join(flags), "NUM_PROCESSES": v["NUM_PROCESSES"],
                    "ELECTRA_DIR": electra},
         outputs=[paths.tfrecords_dir(d)],
         commands=[Command([paths.VENV_PYTHON, os.path.join(electra, "build_pretraining_dataset.py"),
-                           "--corpus-dir", paths.corpus_dir(d), "--vocab-file", paths.vocab_file(d),
-                           "--output-dir", paths.tfrecords_dir(d)] + flags +
-                          ["--num-processes", v["NUM_PROCESSES"]] + seed)])
+                           "--corpus-dir=" + paths.corpus_dir(d),
+                           "--vocab-file=" + paths.vocab_file(d),
+                           "--output-dir=" + paths.tfrecords_dir(d)] + flags +
+                          ["--num-processes=" + v["NUM_PROCESSES"]] + seed)])
 
 
 def pretrain_stage(v):
@@ -160,7 +200,8 @@ def pretrain_stage(v):
         record="pretrain-" + m,
         inputs=[paths.tfrecords_dir(d), paths.vocab_file(d), paths.hparams_file(d)],
         variables={"MODEL_NAME": m, "ELECTRA_DIR": electra},
-        outputs=[os.path.join(model_dir, "checkpoint")],
+        # The files beside `checkpoint` are recorded too (a truncated .data file is seen).
+        outputs=[os.path.join(model_dir, "checkpoint"), model_dir],
         keeps=model_dir,
         # Training longer, or on other devices, continues the same model (a checkpoint
         # written on N replicas resumes on M).
@@ -168,8 +209,8 @@ def pretrain_stage(v):
                     "iterations_per_loop", "num_gpus", "num_cpu_replicas", "use_amp",
                     "use_xla"),
         commands=[Command([paths.VENV_PYTHON, "run_pretraining.py",
-                           "--data-dir", os.path.abspath(d), "--model-name", m,
-                           "--hparams", os.path.abspath(paths.hparams_file(d))], cwd=electra)])
+                           "--data-dir=" + os.path.abspath(d), "--model-name=" + m,
+                           "--hparams=" + os.path.abspath(paths.hparams_file(d))], cwd=electra)])
 
 
 def convert_stage(v):
@@ -179,13 +220,13 @@ def convert_stage(v):
         inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"), paths.vocab_file(d),
                 paths.hparams_file(d)],
         outputs=[paths.hf_dir(d, m, "discriminator"), paths.hf_dir(d, m, "generator")],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.export", "--data-dir", d,
-                           "--model-name", m])])
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.export", "--data-dir=" + d,
+                           "--model-name=" + m])])
 
 
 def verify_stage(v):
     d, m = v["DATA_DIR"], v["MODEL_NAME"]
-    args = ["--data-dir", d, "--model-name", m]
+    args = ["--data-dir=" + d, "--model-name=" + m]
     # TF logits in .venv, then the comparison in each environment. A read-only model
     # directory is verified all the same: the logits go to a temporary file instead.
     produce, compare = [], []
@@ -193,7 +234,7 @@ def verify_stage(v):
         scratch = tempfile.mkdtemp(prefix="electra-verify-")
         atexit.register(shutil.rmtree, scratch, True)
         logits = os.path.join(scratch, "tf-reference.npz")
-        produce, compare = ["--output", logits], ["--tf-reference", logits]
+        produce, compare = ["--output=" + logits], ["--tf-reference=" + logits]
     commands = [Command([paths.VENV_PYTHON, "-m", "wrapper.tf_reference"] + args + produce),
                 Command([paths.VENV_PYTHON, "-m", "wrapper.verify"] + args + compare),
                 Command([paths.MODERN_PYTHON, "-m", "wrapper.verify"] + args + compare)]
@@ -206,31 +247,32 @@ def verify_stage(v):
 
 def predict_stage(v):
     return stage(commands=[Command([
-        paths.VENV_PYTHON, "-m", "wrapper.predict", "--model-dir",
-        paths.hf_dir(v["DATA_DIR"], v["MODEL_NAME"], "discriminator"), v["SENTENCE"]])])
+        paths.VENV_PYTHON, "-m", "wrapper.predict",
+        "--model-dir=" + paths.hf_dir(v["DATA_DIR"], v["MODEL_NAME"], "discriminator"),
+        "--", v["SENTENCE"]])])
 
 
 def evaluate_stage(v):
-    argv = [paths.MODERN_PYTHON, "-m", "wrapper.evaluate", "--data-dir", v["DATA_DIR"],
-            "--model-name", v["MODEL_NAME"], "--task", v["TASK"]]
+    argv = [paths.MODERN_PYTHON, "-m", "wrapper.evaluate", "--data-dir=" + v["DATA_DIR"],
+            "--model-name=" + v["MODEL_NAME"], "--task=" + v["TASK"]]
     for name, flag in (("MODEL", "--model"), ("BASELINE", "--baseline"),
                        ("SEEDS", "--seeds"), ("TASK_DATA", "--task-data")):
         if v[name]:
-            argv += [flag, v[name]]
+            argv.append("%s=%s" % (flag, v[name]))
     return stage(commands=[Command(argv)])
 
 
 def conformance_stage(v):
     argv = [paths.VENV_PYTHON, "-m", "wrapper.conformance"]
     if not our_electra_dir(v):
-        argv += ["--electra-dir", electra_dir(v)]
+        argv.append("--electra-dir=" + electra_dir(v))
     return stage(commands=[Command(argv)])
 
 
 def tensorboard_stage(v):
     return stage(commands=[Command([
-        os.path.join(os.path.dirname(paths.VENV_PYTHON), "tensorboard"), "--logdir",
-        paths.model_dir(v["DATA_DIR"], v["MODEL_NAME"])])])
+        os.path.join(os.path.dirname(paths.VENV_PYTHON), "tensorboard"),
+        "--logdir=" + paths.model_dir(v["DATA_DIR"], v["MODEL_NAME"])])])
 
 
 # name: (lock, builder). lock: "data" (the data directory's stage outputs, exclusive),
@@ -255,8 +297,20 @@ NEEDS_MODEL_NAME = {"hparams", "pretrain", "convert", "verify", "predict", "eval
 
 # ---- the runner -----------------------------------------------------------------------------
 
+def check_values(v):
+    """Every integer in its range and every path usable, in one line naming the variable."""
+    for name, most in INTEGER_SETTINGS.items():
+        if v[name].strip():
+            positive_int(v[name], name, most)
+    for name in PATH_SETTINGS:
+        for value in v[name].split(os.pathsep) if name == "CORPUS" else [v[name]]:
+            if value:
+                paths.check_path_value(value, name)
+
+
 def check_settings(name, v):
     """Refuses settings no stage could use, in one line, before any lock or work."""
+    check_values(v)
     if name in NEEDS_DATA_DIR:
         if not v["DATA_DIR"]:
             raise UserError("DATA_DIR is empty; give a directory, e.g. DATA_DIR=./data")
@@ -289,6 +343,58 @@ def take_locks(name, v, stack):
             os.set_inheritable(lock.fd, True)
 
 
+# The earlier stages each stage checks first (those of them whose output it reads). A model's
+# later stages check the training only: it vouches for the vocab and hparams it was made from,
+# and hparams made again with other settings would not describe that model.
+UPSTREAM = {
+    "vocab": ("corpus",),
+    "hparams": ("vocab",),
+    "pretrain-data": ("corpus", "vocab"),
+    "pretrain": ("vocab", "hparams", "pretrain-data"),
+    "convert": ("pretrain",),
+    "verify": ("pretrain", "convert"),
+}
+# Stages cheap enough to redo on the way to a later one rather than refuse it.
+REDONE_ON_THE_WAY = ("hparams",)
+
+
+def bring_upstream_up_to_date(name, v):
+    """Before stage `name`: each recorded earlier stage whose output it reads (UPSTREAM) must
+    still be what the current settings make (hparams with this PRESET, HPARAMS_OVERRIDES,
+    NUM_GPUS) and whole (a truncated shard). A cheap one is redone first; for another, one
+    line names the make command to run. Returns a failed redo's exit status, else 0."""
+    if name not in UPSTREAM:
+        return 0
+    reads = STAGES[name][1](v).inputs
+    for earlier in UPSTREAM[name]:
+        built = STAGES[earlier][1]
+        upstream = built(v) if os.path.exists(stages.record_path(
+            v["DATA_DIR"], record_name(earlier, v))) else None
+        if upstream is None or not any(
+                out == path or out.startswith(path + os.sep) or path.startswith(out + os.sep)
+                for out in upstream.outputs for path in reads):
+            continue
+        why = stages.out_of_date(upstream.record, v["DATA_DIR"], upstream.variables,
+                                 upstream.outputs)
+        if why is None:
+            continue
+        if earlier in REDONE_ON_THE_WAY:
+            print("%s: first %s (its output was %s)" % (name, earlier, why))
+            sys.stdout.flush()
+            status = run_one(earlier, v)
+            if status:
+                return status
+            continue
+        raise UserError("%s's output is out of date (%s); run make %s first (make all runs "
+                        "every stage in order)" % (earlier, why, earlier))
+    return 0
+
+
+def record_name(name, v):
+    """The record's name of stage `name` (a model's stages: one per MODEL_NAME)."""
+    return "%s-%s" % (name, v["MODEL_NAME"]) if STAGES[name][0] == "model" else name
+
+
 def run_one(name, v, dry_run=False):
     """Runs stage `name` under its lock; returns the exit status of its command(s)."""
     check_settings(name, v)
@@ -303,6 +409,9 @@ def run_one(name, v, dry_run=False):
         for command in s.commands:
             print("  " + show(command))
         return 0
+    status = bring_upstream_up_to_date(name, v)
+    if status:
+        return status
     with contextlib.ExitStack() as stack:
         take_locks(name, v, stack)
         s = STAGES[name][1](v)
@@ -390,6 +499,26 @@ CONTAINER_ELECTRA_DIR = "/workspace/electra"
 CONTAINER_CORPUS_DIR = "/workspace/corpus"
 
 
+# An image reference: [host[:port]/]name[/name...][:tag][@sha256:digest], lower-case names.
+IMAGE_REFERENCE = re.compile(
+    r"(?:[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z")
+
+
+def docker_image(environ):
+    """DOCKER_IMAGE, checked: an image reference, never an option (`--privileged`)."""
+    if environ.get("IMAGE", "") not in ("", "ngc"):
+        raise UserError("IMAGE=%s is unknown; use IMAGE=ngc (Ampere hosts) or no IMAGE (V100)"
+                        % environ["IMAGE"])
+    image = environ.get("DOCKER_IMAGE") or "electra-spanish:tf1.15.5-gpu"
+    if not IMAGE_REFERENCE.match(image):
+        raise UserError("DOCKER_IMAGE=%s is not an image reference such as "
+                        "electra-spanish:tf1.15.5-gpu or registry.example.com/team/electra:1"
+                        % image[:80])
+    return image
+
+
 def docker_command(v, environ, tty):
     """`docker run ... make TARGET` with every pipeline variable the user gave forwarded as
     `-e NAME=VALUE` (one argument each: no shell ever sees the values; the image's make has the
@@ -397,7 +526,9 @@ def docker_command(v, environ, tty):
     container needs are mounted and their variables renamed to where they are mounted."""
     if not v["DATA_DIR"]:
         raise UserError("DATA_DIR is empty; give the host directory to mount")
+    check_values(v)
     paths.check_directory(v["DATA_DIR"], "DATA_DIR")
+    image = docker_image(environ)
     target = environ.get("TARGET") or "help"
     if not re.match(r"[a-z0-9][a-z0-9-]*\Z", target):
         raise UserError("TARGET=%r is not a make target; e.g. TARGET=pretrain (make help lists "
@@ -447,8 +578,7 @@ def docker_command(v, environ, tty):
     for name in PIPELINE_VARS:
         if name in given:
             argv += ["-e", "%s=%s" % (name, forwarded[name])]
-    return argv + [environ.get("DOCKER_IMAGE") or "electra-spanish:tf1.15.5-gpu",
-                   "make", target]
+    return argv + [image, "make", target]
 
 
 def docker_run(v, environ, dry_run=False):

@@ -4,9 +4,10 @@
                              [--output PATH]... [--keeps PATH] -- COMMAND...
 
 A stage is up to date when DATA_DIR/.stages/STAGE.done holds the fingerprint of its inputs
-as they are now and its outputs exist; then the command is skipped. Otherwise the record is
-removed, the command runs, and the record is written only when the command succeeded, so a
-killed stage is simply run again. The fingerprint covers:
+as they are now and its outputs are as it wrote them (every output file's size and time, and
+a TFRecord file's framing: a truncated shard is seen); then the command is skipped.
+Otherwise the command runs, and the record is rewritten only when the command succeeded, so
+a killed or failed stage is simply run again. The fingerprint covers:
 - every --input path (a file, or every file under a directory): its SHA-256 when smaller than
   HASH_LIMIT_BYTES, else its size and modification time (a 5 GB download is not re-read);
 - every --var (the Make variables and settings the stage's result depends on).
@@ -31,6 +32,8 @@ import argparse
 import hashlib
 import json
 import os
+import stat
+import struct
 import subprocess
 import sys
 import time
@@ -43,6 +46,11 @@ HASH_LIMIT_BYTES = 64 << 20
 
 
 def file_digest(path):
+    """The file's digest; for anything but a regular file, what it is, never opened (a FIFO
+    or a device would block the read or never end it)."""
+    kind = paths.kind_of(path)
+    if kind != "regular file":
+        return "not read: %s" % kind
     size = os.path.getsize(path)
     if size >= HASH_LIMIT_BYTES:
         return "size=%d mtime_ns=%d" % (size, os.stat(path).st_mtime_ns)
@@ -67,6 +75,8 @@ def path_digests(path):
                 full = os.path.join(root, name)
                 found[os.path.relpath(full, path)] = file_digest(full)
         return found
+    if os.path.lexists(path):
+        return {"": file_digest(path)}   # a FIFO, a device, a broken link: said, not read
     return None   # absent
 
 
@@ -125,10 +135,112 @@ def read_record(path):
         return None
 
 
-def write_record(path, digest, details):
+def write_record(path, digest, details, outputs=None):
+    """outputs: {name: output_state} of what the stage wrote (compared by damaged_outputs)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write_text(path, json.dumps({"fingerprint": digest, "finished": time.strftime(
-        "%Y-%m-%dT%H:%M:%S"), **details}, indent=1, sort_keys=True) + "\n")
+    record = dict(details, fingerprint=digest, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    if outputs is not None:
+        record["outputs"] = outputs
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+# ---- the outputs as written: a cheap check that they are still whole ----------------------
+
+def output_state(path):
+    """{file name: "size=N mtime_ns=M"} of output `path`: a file, or the files directly in a
+    directory (every stage's output directory is flat; the model directory's subdirectories
+    are later stages' outputs)."""
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if not n.startswith("."))
+        files = [(n, os.path.join(path, n)) for n in names]
+    else:
+        files = [("", path)]
+    state = {}
+    for name, full in files:
+        try:
+            st = os.stat(full)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            state[name] = "size=%d mtime_ns=%d" % (st.st_size, st.st_mtime_ns)
+    return state
+
+
+def outputs_state(outputs, data_dir):
+    return {input_key(p, data_dir): output_state(p) for p in outputs}
+
+
+def tfrecord_damage(path):
+    """Why the TFRecord file `path` is not whole, or None. Its framing is checked: record
+    after record (uint64 length, masked CRC-32C of the length, data, masked CRC-32C of the
+    data) ending exactly at the end of the file, each length's CRC right. Reading the data's
+    own CRCs would read every byte; a truncated or overwritten file fails this already."""
+    from wrapper.electra import tfrecord_io
+    with open(path, "rb") as f:
+        data = f.read()     # one shard of many: a few MB
+    size = len(data)
+    lengths, stored = [], []
+    offset = 0
+    while offset + 12 <= size:
+        lengths.append(data[offset:offset + 8])
+        length, crc = struct.unpack_from("<QI", data, offset)
+        stored.append(crc)
+        offset += 12 + length + 4
+    # The lengths' CRCs first: a damaged length sends the walk past the end as well.
+    for i, (crc, expected) in enumerate(zip(tfrecord_io.crc32c_many(lengths), stored)):
+        if tfrecord_io.masked_crc(crc) != expected:
+            return "the length of its record %d fails its CRC: overwritten" % (i + 1)
+    if offset != size:
+        return "its record %d runs past the end of the file (%d bytes): truncated" % (
+            len(lengths) + (offset < size), size)
+    return None
+
+
+def damaged_outputs(recorded, outputs, data_dir):
+    """What of the recorded outputs changed since the stage wrote them (a file missing,
+    another size or time, a TFRecord file that is not whole), as texts naming the file."""
+    damage = []
+    for path in outputs:
+        key = input_key(path, data_dir)
+        before = (recorded or {}).get(key)
+        if before is None:
+            continue        # not recorded (a record older than this check)
+        now = output_state(path)
+        for name in sorted(before):
+            full = os.path.join(path, name) if name else path
+            if name not in now:
+                damage.append("%s is missing" % full)
+            elif now[name] != before[name]:
+                old_size, new_size = (int(t.split()[0][len("size="):])
+                                      for t in (before[name], now[name]))
+                damage.append("%s is %d bytes, %d when written" % (full, new_size, old_size)
+                              if old_size != new_size else
+                              "%s was modified since it was written" % full)
+            elif ".tfrecord" in os.path.basename(full):
+                why = tfrecord_damage(full)
+                if why:
+                    damage.append("%s: %s" % (full, why))
+    return damage
+
+
+def out_of_date(stage, data_dir, variables, outputs):
+    """Why the recorded result of `stage` no longer serves a later stage: it was made with
+    other values of `variables`, or its outputs were damaged since; None when it serves or
+    was never recorded (files put there by hand are taken as they are)."""
+    done = read_record(record_path(data_dir, stage))
+    if done is None:
+        return None
+    before = done.get("vars", {})
+    changed = sorted(k for k in set(before) | set(variables) if before.get(k) != variables.get(k))
+    if changed:
+        return "made with other %s" % ", ".join(changed)
+    missing = [p for p in outputs if not os.path.exists(p)]
+    damage = ["%s is missing" % p for p in missing] or damaged_outputs(
+        done.get("outputs"), outputs, data_dir)
+    if damage:
+        return "%s%s" % (damage[0], " and %d more" % (len(damage) - 1) if len(damage) > 1
+                         else "")
+    return None
 
 
 def changed_inputs(old, new):
@@ -172,8 +284,11 @@ def write_owned_text(data_dir, path, text):
 
 def check_replaceable(data_dir, path, hint):
     """Raises UserError if `path` exists and is not a file the pipeline wrote there."""
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return
+    kind = paths.kind_of(path)
+    if kind != "regular file":    # a FIFO would block the read below
+        raise UserError("%s is a %s, not a file this pipeline wrote; %s" % (path, kind, hint))
     table = read_record(_written_file(data_dir)) or {}
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
     with open(path, "rb") as f:
@@ -276,7 +391,9 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_
     done_path = record_path(data_dir, stage)
     done = read_record(done_path)
     missing = [p for p in outputs if not os.path.exists(p)]
-    if done and done.get("fingerprint") == digest and not missing:
+    damaged = damaged_outputs(done.get("outputs"), outputs, data_dir) \
+        if done and done.get("fingerprint") == digest and not missing else []
+    if done and done.get("fingerprint") == digest and not missing and not damaged:
         print("%s: up to date (inputs unchanged since %s; remove %s to redo it)"
               % (stage, done.get("finished", "?"), done_path))
         return 0
@@ -294,9 +411,13 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_
             print("%s: done in %.1f s (not recorded)" % (stage, time.time() - started_at))
         return status
     if done:
-        why = changed_inputs(done, details) or ["missing output %s" % m for m in missing]
-        print("%s: redoing (changed: %s)" % (stage, ", ".join(why)))
-        os.remove(done_path)
+        # The record stays until the stage succeeds: it still describes the outputs as they
+        # were written (a failed or killed run changes them only as a whole, or changes their
+        # sizes and times, which the next check sees).
+        changed = changed_inputs(done, details)
+        print("%s: redoing (%s)" % (stage, "changed: " + ", ".join(changed) if changed else
+                                    ", ".join(["missing output %s" % m for m in missing] or
+                                              ["damaged output: %s" % d for d in damaged])))
     if keeps:
         started_path = record_path(data_dir, stage, "started")
         started = read_record(started_path)
@@ -320,7 +441,12 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_
     started_at = time.time()
     status = run_commands(commands)
     if status == 0:
-        write_record(done_path, digest, details)
+        written = outputs_state(outputs, data_dir)
+        damage = damaged_outputs(written, outputs, data_dir)
+        if damage:      # a builder that reported success over a broken shard
+            raise UserError("%s finished, but %s; it is not recorded as done" % (
+                stage, damage[0]))
+        write_record(done_path, digest, details, written)
         print("%s: done in %.1f s" % (stage, time.time() - started_at))
     return status
 
