@@ -183,19 +183,6 @@ def test_read_examples_equals_tensorflow_parsing(tmp_path, mixed_corpus):
     assert ours["input_ids"].tolist() == values + [[7, 300, 9, 0]]
 
 
-def test_read_examples_speed_is_reported(tmp_path):
-    serializer = tfrecord_io.ExampleSerializer(vocab_size=50000, max_length=128)
-    rng = np.random.RandomState(0)
-    payloads = [serializer.serialize(rng.randint(0, 50000, 100).tolist(), 40)
-                for _ in range(5000)]
-    path = str(tmp_path / "shard.tfrecord")
-    with open(path, "wb") as f:
-        f.write(tfrecord_io.frame_records(payloads))
-    start = time.time()
-    assert tfrecord_io.read_examples(path)["input_ids"].shape == (5000, 128)
-    print("read_examples: %.0f examples/s" % (5000 / (time.time() - start)))
-
-
 def damage(path, change):
     with open(path, "rb") as f:
         data = bytearray(f.read())
