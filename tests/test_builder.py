@@ -178,6 +178,7 @@ def test_read_examples_equals_tensorflow_parsing(tmp_path, mixed_corpus):
             field_bytes(1, field_bytes(1, name.encode()) + field_bytes(2, field_bytes(3, unpacked)))
             for name in ("input_ids", "input_mask", "segment_ids"))
         writer.write(field_bytes(1, features))
+    assert tfrecord_io.read_records(path) == list(tf.io.tf_record_iterator(path))
     ours = tfrecord_io.read_examples(path)
     assert {k: v.tolist() for k, v in ours.items()} == tf_parsed(tf, path)
     assert ours["input_ids"].tolist() == values + [[7, 300, 9, 0]]
