@@ -60,7 +60,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup setup-modern test demo corpus vocab hparams pretrain-data pretrain \
         convert verify predict evaluate conformance tensorboard all docker-build docker-run \
-        bench-data bench-train
+        bench-data bench-train bench-formats
 
 help: ## this list
 	@echo "ELECTRA-small Spanish pipeline. Targets:"
@@ -153,6 +153,8 @@ bench-data: setup ## dataset builder speed vs the plain-Python path (MB/s, ratio
 	$(PY) scripts/bench_data.py --processes="$$NUM_PROCESSES"
 bench-train: setup ## training steps/s and time to first step (small and tiny)
 	$(PY) scripts/bench_train.py
+bench-formats: setup ## CRC-32C, checkpoint and TFRecord reading speed without TensorFlow
+	$(PY) scripts/bench_formats.py
 
 # ---- docker (V100 host) ----------------------------------------------------------------
 docker-build: ## build docker/Dockerfile (V100: CUDA 10.0, TF 1.15.5), IMAGE=ngc: Dockerfile.ngc (Ampere)

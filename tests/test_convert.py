@@ -173,6 +173,17 @@ def test_config_contradicting_shapes_in_process(changes, fragment):
     assert fragment in str(info.value)
 
 
+def test_conversion_does_not_import_tensorflow(tmp_path):
+    """The checkpoint is read by tensor_bundle, the model built by torch alone."""
+    proc = run([PY, "-X", "importtime", "-m", "wrapper.convert", "--tf_checkpoint_path",
+                TINY_PREFIX, "--electra_config_file", config_file(tmp_path, "discriminator"),
+                "--pytorch_dump_path", str(tmp_path / "hf" / "pytorch_model.bin")], cwd=REPO)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "protobuf_wire" in imported and "torch" in imported     # (tensor_bundle's)
+    assert not [name for name in imported if name.startswith("tensorflow")]
+
+
 # ---- bad inputs on the command line: one line, non-zero exit ------------------------------
 
 def test_bad_input_missing_checkpoint(tmp_path):

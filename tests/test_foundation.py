@@ -83,7 +83,8 @@ def test_make_help_lists_every_stage():
     listed = set(re.findall(r"^  ([a-z0-9-]+) ", out, re.M))
     for target in ["setup", "setup-modern", "test", "demo", "corpus", "vocab", "hparams",
                    "pretrain-data", "pretrain", "convert", "verify", "predict", "tensorboard",
-                   "docker-build", "docker-run", "all", "bench-data", "bench-train"]:
+                   "docker-build", "docker-run", "all", "bench-data", "bench-train",
+                   "bench-formats"]:
         assert target in listed, target
     for variable in ["DATA_DIR", "MODEL_NAME", "PRESET", "HPARAMS_OVERRIDES", "CORPUS",
                      "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE", "NUM_PROCESSES", "ELECTRA_DIR",

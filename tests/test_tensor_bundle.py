@@ -6,7 +6,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -248,15 +247,6 @@ def test_fast_crc_frames_records_tf_accepts(tmp_path):
     with open(path, "wb") as f:
         f.write(tfrecord_io.frame_records(payloads, [crc32c.crc32c(p) for p in payloads]))
     assert list(tf.io.tf_record_iterator(path)) == payloads
-
-
-def test_crc_speed_is_reported():
-    data = np.random.RandomState(0).bytes(32 << 20)
-    start = time.time()
-    crc32c.crc32c(data)
-    speed = 32 / (time.time() - start)
-    print("crc32c: %.0f MB/s" % speed)
-    assert speed > 20     # a byte-at-a-time loop does ~10; the goal (>= 50) is benchmarked
 
 
 def test_python_3_11_writes_and_reads_without_tensorflow(tmp_path):

@@ -144,8 +144,16 @@ def hf_parameter_name(tf_name, network, gen_body=GENERATOR_SCOPE):
 
 # ---- configs ---------------------------------------------------------------------------
 
+def transformers_torch():
+    """transformers without TensorFlow: 2.8.0 imports TensorFlow when it is installed, and
+    conversion needs only torch (tensor_bundle reads the checkpoint)."""
+    os.environ.setdefault("USE_TF", "0")
+    import transformers
+    return transformers
+
+
 def _known_config_keys():
-    from transformers import ElectraConfig
+    ElectraConfig = transformers_torch().ElectraConfig
     return set(ElectraConfig().to_dict()) | {"architectures", "model_type"}
 
 
@@ -174,7 +182,7 @@ def load_config_file(path):
 
 def clean_config(config, network):
     """The config.json we write: ElectraConfig's keys (defaults filled in) and the class."""
-    from transformers import ElectraConfig
+    ElectraConfig = transformers_torch().ElectraConfig
     full = ElectraConfig(**{k: v for k, v in config.items()
                             if k not in ("architectures", "model_type")}).to_dict()
     out = collections.OrderedDict([("architectures", [MODEL_CLASS[network]]),
@@ -185,7 +193,7 @@ def clean_config(config, network):
 
 
 def build_model(config, network):
-    import transformers
+    transformers = transformers_torch()
     hf_config = transformers.ElectraConfig(**{k: v for k, v in config.items()
                                              if k not in ("architectures", "model_type")})
     heads = hf_config.num_attention_heads

@@ -5,7 +5,6 @@ A checkpoint is a prefix (`model.ckpt-40`) with an `.index` file and one or more
 a long traceback; here it is one line naming the missing, truncated or corrupt file. The
 files are read by tensor_bundle (no TensorFlow import).
 """
-import collections
 import glob
 import os
 import re

@@ -51,6 +51,7 @@ _MAX_CHUNKS = 1 << 15
 
 
 def masked_crc(crc):
+  """The stored form of a CRC (an int, or a numpy uint32 array of them)."""
   return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & _ALL_ONES
 
 
@@ -128,13 +129,8 @@ def _compose(outer, inner):
   return _apply(outer, inner)
 
 
-def _one_zero_byte():
-  basis = (np.uint32(1) << _BITS).astype(np.uint32)
-  return CRC32C_TABLE_NP[basis & 0xFF] ^ (basis >> 8)
-
-
-_ZERO_BYTE = _one_zero_byte()
 _IDENTITY = (np.uint32(1) << _BITS).astype(np.uint32)
+_ZERO_BYTE = CRC32C_TABLE_NP[_IDENTITY & 0xFF] ^ (_IDENTITY >> 8)   # one zero byte appended
 
 
 def _zeros_operator(n_bytes):

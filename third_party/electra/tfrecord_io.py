@@ -19,7 +19,7 @@ import struct
 
 import numpy as np
 
-from crc32c import MASK_DELTA, crc32c, crc32c_many, masked_crc, unmasked_crc  # noqa: F401
+from crc32c import crc32c, crc32c_many, masked_crc
 from protobuf_wire import WireError, fields, next_field, read_varint, varint
 
 
@@ -152,7 +152,7 @@ def _record_spans(path, data):
     want_length = _uint32_at(stored, heads + 8)
     want_data = _uint32_at(stored, ends)
     for got, want, what in ((length_crcs, want_length, "length"), (data_crcs, want_data, "data")):
-      bad = np.flatnonzero(_masked(got) != want)
+      bad = np.flatnonzero(masked_crc(got) != want)
       if bad.size:
         raise TFRecordError("%s is corrupt: record %d (at byte %d) has a bad %s checksum"
                             % (path, bad[0] + 1, heads[bad[0]], what))
@@ -162,11 +162,6 @@ def _record_spans(path, data):
 def _uint32_at(stored, offsets):
   b = stored[offsets[:, None] + np.arange(4)].astype(np.uint32)
   return b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
-
-
-def _masked(crcs):
-  rotated = ((crcs >> 15) | (crcs << 17)).astype(np.uint64)
-  return ((rotated + MASK_DELTA) & 0xFFFFFFFF).astype(np.uint32)
 
 
 def _feature_segments(data, begin, end, wanted, found):
