@@ -543,7 +543,7 @@ def test_ctrl_c_keeps_finished_seeds_and_stale_partials_are_settled(tmp_path, ti
     import signal
     import subprocess
     import time
-    data = real_classification_data(str(tmp_path / "task"), per_class=12)
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
     out_dir = os.path.join(tiny_run, "models", MODEL_NAME, "evaluation")
     seeds_dir = os.path.join(out_dir, "ctrl-c.seeds")
     os.makedirs(seeds_dir, exist_ok=True)
@@ -563,7 +563,7 @@ def test_ctrl_c_keeps_finished_seeds_and_stale_partials_are_settled(tmp_path, ti
         open(path, "w").close()
     args = [need_modern(), "-m", "wrapper.evaluate", "--data-dir", tiny_run, "--model-name",
             MODEL_NAME, "--task", "ctrl-c", "--task-data", data, "--seeds", "3", "--epochs",
-            "2", "--max-seq-length", "32", "--batch-size", "4", "--baseline"]
+            "1", "--max-seq-length", "32", "--batch-size", "4", "--baseline"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
     deadline = time.time() + 120
@@ -575,8 +575,8 @@ def test_ctrl_c_keeps_finished_seeds_and_stale_partials_are_settled(tmp_path, ti
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == (
-        "wrapper.evaluate: error: interrupted; the 1 seed(s) finished in this run are kept in "
-        "%s: run the same command again to go on from them" % seeds_dir)
+        "wrapper.evaluate: error: interrupted; 1 finished seed(s) are kept in %s: run the "
+        "same command again to go on from them" % seeds_dir)
     # The killed run's pair was completed; every other leftover is gone.
     with open(os.path.join(out_dir, "ctrl-c.json")) as f:
         assert f.read() == "the JSON of run X"
@@ -588,7 +588,7 @@ def test_ctrl_c_keeps_finished_seeds_and_stale_partials_are_settled(tmp_path, ti
     again = evaluate(*args[3:])
     assert "%s seed 1: finished in an earlier run with the same settings" % MODEL_NAME \
         in again.stdout
-    assert "seed 1 epoch" not in again.stderr and "seed 2 epoch 2/2" in again.stderr
+    assert "seed 1 epoch" not in again.stderr and "seed 2 epoch 1/1" in again.stderr
     with open(os.path.join(out_dir, "ctrl-c.json")) as f:
         result = json.load(f)
     assert len(result["models"][0]["scores"]) == 3 and not os.path.exists(seeds_dir)

@@ -779,8 +779,10 @@ def evaluate(task, settings, runs, seeds, threads, out_dir):
                 records.append(record)
             result["models"].append(model_entry(task, label, directory, pretrained, records))
     except KeyboardInterrupt:
-        fail(PROGRAM, "interrupted; the %d seed(s) finished in this run are kept in %s: run the "
-                      "same command again to go on from them" % (finished, seeds_dir), 130)
+        kept = len(glob.glob(os.path.join(seeds_dir, "*-seed*.json")))
+        fail(PROGRAM, "interrupted; %s: run the same command again to go on from them" % (
+            "%d finished seed(s) are kept in %s" % (kept, seeds_dir) if kept
+            else "no seed had finished"), 130)
     result["comparisons"] = comparisons(result)
     json_path = os.path.join(out_dir, task["name"] + ".json")
     png_path = os.path.join(out_dir, task["name"] + ".png")
