@@ -675,7 +675,7 @@ def test_disk_full_at_the_final_write_keeps_the_seeds_for_the_rerun(tmp_path, ti
                                     "results in %s/evaluation/" % small)
         assert "random init (same config) seed 2 epoch 1/1" in proc.stderr
         out_dir = glob.glob(os.path.join(small, "evaluation", "*"))[0]
-        assert not glob.glob(os.path.join(out_dir, "*partial*"))
+        assert not glob.glob(os.path.join(out_dir, "**", "*partial*"), recursive=True)
         assert not glob.glob(os.path.join(out_dir, "t.json"))
         os.remove(os.path.join(small, "filler"))
         again = evaluate("--data-dir", small, *args)
