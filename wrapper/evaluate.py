@@ -363,14 +363,19 @@ def format_p(p_value):
     return "%.3g" % p_value if float(text) == ALPHA else text
 
 
+def p_text(p_value):
+    """'p = 0.31', 'p < 0.001'."""
+    text = format_p(p_value)
+    return "p " + (text if text.startswith("<") else "= " + text)
+
+
 def verdict(test, baseline, seeds):
     """The comparison in words: better than / worse than BASELINE, no significant difference,
     or no verdict with too few seeds (`seeds`: the fewer of the two sides)."""
     if seeds < MIN_SEEDS_FOR_VERDICT:
         return "no verdict possible with %d seed%s (%d or more needed)" % (
             seeds, "" if seeds == 1 else "s", MIN_SEEDS_FOR_VERDICT)
-    p = "p %s" % (format_p(test["p_value"]) if test["p_value"] < 0.001
-                  else "= " + format_p(test["p_value"]))
+    p = p_text(test["p_value"])
     if test["p_value"] >= ALPHA:
         return "no significant difference (%s)" % p
     return "%s than %s (%s)" % ("better" if test["difference"] > 0 else "worse", baseline, p)
@@ -394,8 +399,8 @@ def describe_comparison(c):
     """'+0.0281 (95% CI -0.0121 to +0.0683), p = 0.12' (what the seeds allow)."""
     text = "%+.4f" % c["difference"]
     if c["ci95"] is not None:
-        text += " (95%% CI %+.4f to %+.4f), p %s" % (c["ci95"][0], c["ci95"][1], (
-            format_p(c["p_value"]) if c["p_value"] < 0.001 else "= " + format_p(c["p_value"])))
+        text += " (95%% CI %+.4f to %+.4f), %s" % (c["ci95"][0], c["ci95"][1],
+                                                   p_text(c["p_value"]))
     return text
 
 
