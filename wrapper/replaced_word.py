@@ -12,13 +12,12 @@ prediction) and prints the replaced word, the word of the discriminator's top to
 pieces. The last line: `replaced word is the discriminator's top token in K of N sentences
 (P%)`. The same file, count and seed give the same sentences and replacements.
 """
-import argparse
 import json
 import os
 import random
 
 from wrapper import fsutil, predict
-from wrapper.cli import UserError, run_main
+from wrapper.cli import ArgumentParser, UserError, run_main
 
 PROGRAM = "wrapper.replaced_word"
 MIN_WORDS, MAX_WORDS = 6, 40
@@ -86,7 +85,7 @@ def check(tokenizer, model, words, position, replacement):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m " + PROGRAM,
         description="Replace one word per sentence; does the discriminator find it?")
     parser.add_argument("--model-dir", required=True,
