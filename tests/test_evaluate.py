@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from conftest import FORTUNES_DEBIAN, REPO, run
+from conftest import FORTUNES_DEBIAN, PY, REPO, run
 from convert_support import (MODEL_NAME, assert_one_line_error, exported_tiny, hf_dir,
                              need_modern)
 
@@ -214,13 +214,33 @@ def test_task_data_jsonl_and_conll_loaders(tmp_path):
 
 def test_fine_tunes_converted_model_against_random_init(tmp_path, tiny_run):
     data = real_classification_data(str(tmp_path / "task"))
+    home = tmp_path / "home"
+    home.mkdir()
     proc = evaluate("--data-dir", tiny_run, "--model-name", MODEL_NAME, "--task", "two-files",
                     "--task-data", data, "--seeds", "2", "--epochs", "2",
-                    "--max-seq-length", "32", "--batch-size", "8", "--learning-rate", "5e-4")
+                    "--max-seq-length", "32", "--batch-size", "8", "--learning-rate", "5e-4",
+                    env={"HOME": str(home), "MPLCONFIGDIR": ""})
     out_dir = os.path.join(tiny_run, "models", MODEL_NAME, "evaluation")
     with open(os.path.join(out_dir, "two-files.json")) as f:
         result = json.load(f)
     assert os.path.getsize(os.path.join(out_dir, "two-files.png")) > 1000
+    # Only the pair is left (the finished seeds kept meanwhile are in it now), and
+    # matplotlib's cache went to a temporary directory, not under $HOME.
+    assert sorted(os.listdir(out_dir)) == ["two-files.json", "two-files.png"]
+    assert not [p for p in glob.glob(str(home / "**"), recursive=True) if "matplotlib" in p]
+    assert result["device"] == "cpu" and result["run"]
+    # Two seeds: the difference, its interval and p are given, the verdict is withheld.
+    (comparison,) = result["comparisons"]
+    model, base = result["models"]
+    assert comparison["baseline"] == "random init" and comparison["seeds"] == [2, 2]
+    assert comparison["difference"] == pytest.approx(model["mean"] - base["mean"])
+    if comparison["p_value"] is not None:
+        low, high = comparison["ci95"]
+        assert low <= comparison["difference"] <= high and 0 <= comparison["p_value"] <= 1
+    assert comparison["verdict"] == "no verdict possible with 2 seeds (3 or more needed)"
+    assert ("verdict: %s against random init: no verdict possible with 2 seeds (3 or more "
+            "needed)" % MODEL_NAME) in proc.stdout
+    assert re.search(r"%s +random init +[+-]\d\.\d{4} " % MODEL_NAME, proc.stdout), proc.stdout
     assert result["task"] == "two-files" and result["metric"] == "accuracy"
     assert [m["name"] for m in result["models"]] == [MODEL_NAME, "random init (same config)"]
     for m in result["models"]:
@@ -237,8 +257,8 @@ def test_fine_tunes_converted_model_against_random_init(tmp_path, tiny_run):
     assert result["majority_class"]["accuracy"] == pytest.approx(0.5)   # 8 + 8 dev examples
     header = [l for l in proc.stdout.splitlines() if l.startswith("task ")]
     assert header and "mean ± std" in header[0] and "time" in header[0]
-    assert re.search(r"two-files +accuracy +%s +\d\.\d{4} ± \d\.\d{4} +2 +\d+ s" % MODEL_NAME,
-                     proc.stdout), proc.stdout
+    assert re.search(r"two-files +accuracy +%s +\d\.\d{4} ± \d\.\d{4} +2 +\d+ s +cpu" %
+                     MODEL_NAME, proc.stdout), proc.stdout
     assert "majority class (floor)" in proc.stdout
     assert "epoch 2/2" in proc.stderr   # the per-epoch progress bars and dev lines
 
@@ -321,3 +341,399 @@ def test_offline_hub_ids_fail_fast_in_one_line(tiny_run):
                                    "skimai/electra-small-spanish", check=False, env=offline),
                           "baseline skimai/electra-small-spanish", "cannot fetch",
                           "give its directory")
+
+
+# ---- significance -----------------------------------------------------------------------
+
+def test_welch_against_a_hand_computed_case_and_scipy():
+    out = modern("""
+        import json
+        from scipy import stats
+        from wrapper import evaluate
+        cases = [([0.20, 0.22, 0.24], [0.10, 0.12, 0.14]),
+                 ([0.61, 0.58, 0.66, 0.60, 0.63], [0.59, 0.62, 0.57]),
+                 ([0.3, 0.3, 0.3], [0.5, 0.1, 0.2, 0.4])]
+        found = []
+        for a, b in cases:
+            test = evaluate.welch(a, b)
+            reference = stats.ttest_ind(a, b, equal_var=False)
+            found.append(dict(test, scipy_p=float(reference.pvalue)))
+        print(json.dumps(found))
+        """).stdout
+    hand, *others = json.loads(out)
+    # Means 0.22 and 0.12, variances 0.0004 each: se = sqrt(2 * 0.0004 / 3) = 0.016330,
+    # t = 6.1237 with df = 4 (Welch-Satterthwaite, equal variances and sizes: n1 + n2 - 2);
+    # t(0.975, 4) = 2.7764: the interval is 0.10 ± 0.04534; p = 0.00360.
+    assert hand["difference"] == pytest.approx(0.10)
+    assert hand["df"] == pytest.approx(4.0)
+    assert hand["ci95"] == pytest.approx([0.10 - 0.045340, 0.10 + 0.045340], abs=2e-6)
+    assert hand["p_value"] == pytest.approx(0.003604, abs=2e-6)
+    for case in [hand] + others:
+        assert case["p_value"] == pytest.approx(case["scipy_p"], rel=1e-9)
+
+
+def test_verdict_words_and_seed_counts():
+    out = modern("""
+        import json
+        from wrapper import evaluate
+        def say(a, b, name="random init"):
+            return evaluate.verdict(evaluate.welch(a, b), name, min(len(a), len(b)))
+        print(json.dumps([
+            say([0.20, 0.22, 0.24], [0.10, 0.12, 0.14]),
+            say([0.10, 0.12, 0.14], [0.20, 0.22, 0.24], "skimai/electra-small-spanish"),
+            say([0.20, 0.25, 0.15], [0.19, 0.22, 0.18]),
+            say([0.196, 0.174], [0.181, 0.160]),
+            say([0.5], [0.4, 0.3, 0.2]),
+            say([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+            say([0.6, 0.6, 0.6], [0.5, 0.5, 0.5]),
+            say([0.9, 0.91, 0.92, 0.93], [0.1, 0.11, 0.12, 0.13]),
+            evaluate.welch([0.5], [0.4, 0.3]),
+            evaluate.welch([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+            evaluate.format_p(0.0496), evaluate.format_p(0.31)]))
+        """).stdout
+    (better, worse, same, two, one, equal, constant, far, single, zero, near_alpha,
+     plain) = json.loads(out)
+    assert better == "better than random init (p = 0.0036)"
+    assert worse == "worse than skimai/electra-small-spanish (p = 0.0036)"
+    assert re.match(r"^no significant difference \(p = 0\.\d+\)$", same), same
+    assert two == "no verdict possible with 2 seeds (3 or more needed)"
+    assert one == "no verdict possible with 1 seed (3 or more needed)"
+    # Identical scores on both sides: nothing to tell them apart; constant but different
+    # scores: the difference is certain.
+    assert equal == "no significant difference (p = 1)"
+    assert constant == "better than random init (p < 0.001)"
+    assert far == "better than random init (p < 0.001)"
+    assert single == {"difference": pytest.approx(0.15), "ci95": None, "p_value": None,
+                      "df": None}
+    assert zero["ci95"] == [0.0, 0.0] and zero["p_value"] == 1.0
+    assert near_alpha == "0.0496" and plain == "0.31"
+
+
+# ---- hostile input ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags,words", [
+    (["--batch-size", "0"], ["--batch-size must be at least 1 (got 0)"]),
+    (["--epochs", "0"], ["--epochs must be at least 1 (got 0)"]),
+    (["--learning-rate", "nan"], ["--learning-rate must be a positive number (got nan)"]),
+    (["--max-seq-length", "-5"], ["--max-seq-length must be at least 8 (got -5)"]),
+    (["--max-seq-length", "100000"], ["--max-seq-length 100000 is more than",
+                                      "512 positions (max_position_embeddings)"]),
+    (["--threads", "-3"], ["--threads must be 0 (torch's default) or more (got -3)"]),
+    (["--seeds", "abc"], ["SEEDS must be a positive integer, got 'abc'"]),
+    (["--epochs", "two"], ["argument --epochs: invalid int value: 'two' (see --help)"]),
+])
+def test_bad_numbers_are_one_line_before_any_training(tmp_path, tiny_run, flags, words):
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
+    proc = evaluate("--data-dir", tiny_run, "--model-name", MODEL_NAME, "--task", "t",
+                    "--task-data", data, *flags, check=False)
+    assert_one_line_error(proc, "wrapper.evaluate: error:", *words)
+    assert "epoch 1/" not in proc.stderr
+
+
+def model_copy(tiny_run, target, drop=(), vocab_lines=None, truncate=None):
+    """A copy of the tiny discriminator without the files `drop`, with its vocab cut to
+    `vocab_lines` lines, or its model.safetensors cut to `truncate` bytes."""
+    import shutil
+    shutil.copytree(hf_dir(tiny_run, "discriminator"), target)
+    for name in drop:
+        os.remove(os.path.join(target, name))
+    if vocab_lines:
+        with open(os.path.join(target, "vocab.txt"), encoding="utf-8") as f:
+            lines = f.readlines()[:vocab_lines]
+        with open(os.path.join(target, "vocab.txt"), "w", encoding="utf-8") as f:
+            f.writelines(lines)
+    if truncate:
+        with open(os.path.join(target, "model.safetensors"), "r+b") as f:
+            f.truncate(truncate)
+    return target
+
+
+@pytest.mark.parametrize("case,words", [
+    (dict(drop=["vocab.txt"]), ["has no vocab.txt", "its tokenizer is missing"]),
+    (dict(vocab_lines=5), ["its tokenizer has 5 tokens but the model's vocab_size is 8000"]),
+    (dict(drop=["model.safetensors", "pytorch_model.bin"]),
+     ["has no weights (no model.safetensors or pytorch_model.bin)"]),
+    (dict(drop=["pytorch_model.bin"], truncate=100000),
+     ["cannot load its weights", "damaged or incomplete"]),
+])
+def test_model_without_its_tokenizer_or_weights_is_refused(tmp_path, tiny_run, case, words):
+    # A 5-token tokenizer used to make every word [UNK] and print a score all the same.
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
+    model = model_copy(tiny_run, str(tmp_path / "model"), **case)
+    proc = evaluate("--data-dir", str(tmp_path / "data"), "--model-name", MODEL_NAME,
+                    "--task", "t", "--task-data", data, "--model", model, check=False)
+    assert_one_line_error(proc, "model %s" % model, *words)
+    assert not os.path.exists(str(tmp_path / "data"))
+
+
+@pytest.mark.parametrize("name,content,words", [
+    ("train.jsonl", b'{"text": "Hola", "label": "a"}\n{"text": "coraz\xf3n", "label": "b"}\n',
+     ["train.jsonl line 2 is not UTF-8 (byte 0xf3)", "iconv -f latin1 -t utf-8"]),
+    ("train.jsonl", b'{"text": "Hola", "text_pair": 7, "label": "a"}\n',
+     ['train.jsonl line 1: "text_pair" is 7, not a string']),
+    ("train.jsonl", b'{"text": "Hola", "label": "a"}\n{"text": "Adi\xc3\xb3s", "label": null}\n',
+     ['train.jsonl line 2: "label" is null; a label is a string (or an integer)']),
+    ("train.jsonl", b'{"text": "Hola", "label": {"a": 1}}\n',
+     ['train.jsonl line 1: "label" is {"a": 1}']),
+    ("train.conll", b"Juan B-PER\nvive O\nen O\nMadrid LOC\n",
+     ["train.conll line 4: tag 'LOC' is not a BIO tag", "O, B-TYPE or I-TYPE"]),
+    ("train.conll", b"Juan B-PER\nen O\nSevilla B-LOC\n\nEl O\nd\xeda O\n",
+     ["train.conll line 6 is not UTF-8 (byte 0xed)"]),
+])
+def test_task_data_that_would_be_misread_is_refused_naming_file_and_line(tmp_path, tiny_run,
+                                                                        name, content, words):
+    data = tmp_path / "task"
+    data.mkdir()
+    (data / name).write_bytes(content)
+    (data / name.replace("train", "dev")).write_bytes(content)
+    proc = evaluate("--data-dir", tiny_run, "--model-name", MODEL_NAME, "--task", "t",
+                    "--task-data", str(data), check=False)
+    assert_one_line_error(proc, str(data / name), *words)
+
+
+def test_integer_labels_are_names(tmp_path):
+    data = tmp_path / "task"
+    data.mkdir()
+    write_jsonl(str(data / "train.jsonl"), [{"text": "Hola", "label": 1},
+                                            {"text": "Adiós", "label": 0}])
+    write_jsonl(str(data / "dev.jsonl"), [{"text": "Buenas", "label": 1}])
+    task = load_task_json("t", str(data))
+    assert task["labels"] == ["0", "1"] and task["dev"][0]["label"] == "1"
+
+
+LEAN = {"datasets": "raise ImportError('No module named datasets')\n",
+        "seqeval": "raise ImportError('No module named seqeval')\n"}
+
+
+def lean_image(tmp_path):
+    """PYTHONPATH that makes `datasets` and `seqeval` absent, as in the GPU image."""
+    stubs = tmp_path / "lean"
+    stubs.mkdir(exist_ok=True)
+    for name, text in LEAN.items():
+        (stubs / (name + ".py")).write_text(text)
+    return {"PYTHONPATH": str(stubs)}
+
+
+def test_lean_image_without_datasets_or_seqeval_names_the_package(tmp_path, tiny_run):
+    tags = tmp_path / "tags"
+    tags.mkdir()
+    (tags / "train.conll").write_text(CONLL_TRAIN, encoding="utf-8")
+    (tags / "dev.conll").write_text(CONLL_DEV, encoding="utf-8")
+    common = ["--data-dir", tiny_run, "--model-name", MODEL_NAME]
+    assert_one_line_error(evaluate(*common, "--task", "ner", "--task-data", str(tags),
+                                   check=False, env=lean_image(tmp_path)),
+                          "TASK=ner is scored (entity F1) through the Python package seqeval, "
+                          "which is not installed here; install it (pip install seqeval)")
+    assert_one_line_error(evaluate(*common, "--task", "xnli-es", check=False,
+                                   env=lean_image(tmp_path)),
+                          "TASK=xnli-es reads the Hugging Face hub through the Python package "
+                          "datasets", "TASK_DATA=dir")
+
+
+# ---- interruptions, concurrent runs, where results go -----------------------------------
+
+def dead_pid():
+    import subprocess
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_ctrl_c_keeps_finished_seeds_and_stale_partials_are_settled(tmp_path, tiny_run):
+    import signal
+    import subprocess
+    import time
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
+    out_dir = os.path.join(tiny_run, "models", MODEL_NAME, "evaluation")
+    seeds_dir = os.path.join(out_dir, "ctrl-c.seeds")
+    os.makedirs(seeds_dir, exist_ok=True)
+    # What killed runs left: a run killed between its two renames (its PNG in place, its
+    # complete JSON still a partial), and partial files of runs killed earlier.
+    dead = dead_pid()
+    with open(os.path.join(out_dir, "ctrl-c.png"), "w") as f:
+        f.write("the PNG of run X")
+    with open(os.path.join(out_dir, "ctrl-c.json"), "w") as f:
+        f.write("the JSON of run W")
+    with open(os.path.join(out_dir, "ctrl-c.json.partial-%d" % dead), "w") as f:
+        f.write("the JSON of run X")
+    stale = [os.path.join(out_dir, "other.png.partial-%d" % dead),
+             os.path.join(out_dir, "other.json.partial-%d" % (dead + 1000000)),
+             os.path.join(seeds_dir, "m-seed1.json.partial-%d" % dead)]
+    for path in stale:
+        open(path, "w").close()
+    args = [need_modern(), "-m", "wrapper.evaluate", "--data-dir", tiny_run, "--model-name",
+            MODEL_NAME, "--task", "ctrl-c", "--task-data", data, "--seeds", "3", "--epochs",
+            "1", "--max-seq-length", "32", "--batch-size", "4", "--baseline"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
+    deadline = time.time() + 120
+    while not [n for n in os.listdir(seeds_dir) if n.endswith("seed1.json")]:
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "wrapper.evaluate: error: interrupted; 1 finished seed(s) are kept in %s: run the "
+        "same command again to go on from them" % seeds_dir)
+    # The killed run's pair was completed; every other leftover is gone.
+    with open(os.path.join(out_dir, "ctrl-c.json")) as f:
+        assert f.read() == "the JSON of run X"
+    assert "completed the results of a run killed while writing them" in stdout
+    assert not [p for p in stale if os.path.exists(p)]
+    assert not glob.glob(os.path.join(out_dir, "ctrl-c.json.partial-*"))
+
+    # The same settings: seed 1 is not trained again.
+    again = evaluate(*args[3:])
+    assert "%s seed 1: finished in an earlier run with the same settings" % MODEL_NAME \
+        in again.stdout
+    assert "seed 1 epoch" not in again.stderr and "seed 2 epoch 1/1" in again.stderr
+    with open(os.path.join(out_dir, "ctrl-c.json")) as f:
+        result = json.load(f)
+    assert len(result["models"][0]["scores"]) == 3 and not os.path.exists(seeds_dir)
+
+
+def test_finished_seeds_of_other_settings_are_not_reused(tmp_path, tiny_run):
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
+    common = ["--data-dir", tiny_run, "--model-name", MODEL_NAME, "--task", "other",
+              "--task-data", data, "--seeds", "1", "--epochs", "1", "--max-seq-length", "32",
+              "--baseline"]
+    keys = modern("""
+        import json, sys
+        from wrapper import eval_tasks, evaluate
+        task = eval_tasks.load_task("other", sys.argv[1])
+        settings = dict(epochs=1, batch_size=32, learning_rate=1e-4, max_seq_length=32)
+        print(json.dumps([evaluate.seed_key(task, s, sys.argv[2], True) for s in (
+            settings, dict(settings, learning_rate=2e-4))]))
+        """, data, hf_dir(tiny_run, "discriminator")).stdout
+    same, other = json.loads(keys)
+    assert same != other
+    out_dir = os.path.join(tiny_run, "models", MODEL_NAME, "evaluation")
+    kept = modern("""
+        import sys
+        from wrapper import evaluate
+        print(evaluate.seed_file(sys.argv[1] + "/other.seeds", sys.argv[2], 1))
+        """, out_dir, MODEL_NAME).stdout.strip()
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    with open(kept, "w") as f:   # a seed finished with the learning rate 2e-4
+        json.dump({"key": other, "curve": [{"accuracy": 1.0, "macro-f1": 1.0}],
+                   "train_loss": [0.0], "seconds": 1.0, "device": "cpu"}, f)
+    proc = evaluate(*common, "--learning-rate", "1e-4")
+    assert "finished in an earlier run" not in proc.stdout
+    assert "seed 1 epoch 1/1" in proc.stderr
+
+
+def test_read_only_or_full_data_dir_is_said_before_any_training(tmp_path, tiny_run):
+    from test_hostile_input import small_filesystem
+    from test_pipeline import read_only
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
+    common = ["--task", "t", "--task-data", data, "--epochs", "1", "--seeds", "1",
+              "--model", hf_dir(tiny_run, "discriminator")]
+    frozen = tmp_path / "frozen"
+    frozen.mkdir()
+    proc = run(read_only(frozen, [need_modern(), "-m", "wrapper.evaluate", "--data-dir",
+                                  str(frozen), "--model-name", MODEL_NAME] + common),
+               check=False, cwd=REPO, timeout=300)
+    assert_one_line_error(proc, "cannot write the evaluation results in %s" % frozen,
+                          "Read-only file system")
+    assert "epoch 1/1" not in proc.stderr
+    with small_filesystem(tmp_path / "full", "64k") as full:
+        fd = os.open(os.path.join(full, "filler"), os.O_WRONLY | os.O_CREAT)
+        with pytest.raises(OSError):
+            while True:
+                os.write(fd, b"x" * 4096)
+        os.close(fd)
+        proc = evaluate("--data-dir", full, "--model-name", MODEL_NAME, *common, check=False)
+        assert_one_line_error(proc, "no space left on the device writing the evaluation "
+                                    "results in %s/evaluation/" % full)
+        assert "epoch 1/1" not in proc.stderr
+
+
+def error_after_training(proc, *words):
+    """A run that failed after its progress lines: its last line is the one error line."""
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [l for l in proc.stderr.splitlines() if "error" in l]
+    assert len(errors) == 1 and proc.stderr.strip().splitlines()[-1] == errors[0], errors
+    assert errors[0].startswith("wrapper.evaluate: error: ")
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def test_disk_full_at_the_final_write_keeps_the_seeds_for_the_rerun(tmp_path, tiny_run):
+    from test_hostile_input import small_filesystem
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
+    args = ["--model-name", MODEL_NAME, "--task", "t", "--task-data", data, "--epochs", "1",
+            "--seeds", "2", "--max-seq-length", "32", "--model",
+            hf_dir(tiny_run, "discriminator")]
+    with small_filesystem(tmp_path / "small", "256k") as small:
+        # Room for the write probe and the seeds' records, not for the PNG beside them.
+        with open(os.path.join(small, "filler"), "wb") as f:
+            f.write(b"x" * (256 - 40) * 1024)
+        proc = evaluate("--data-dir", small, *args, check=False)
+        error_after_training(proc, "no space left on the device writing the evaluation "
+                                    "results in %s/evaluation/" % small)
+        assert "random init (same config) seed 2 epoch 1/1" in proc.stderr
+        out_dir = glob.glob(os.path.join(small, "evaluation", "*"))[0]
+        assert not glob.glob(os.path.join(out_dir, "**", "*partial*"), recursive=True)
+        assert not glob.glob(os.path.join(out_dir, "t.json"))
+        os.remove(os.path.join(small, "filler"))
+        again = evaluate("--data-dir", small, *args)
+        assert again.stdout.count("finished in an earlier run with the same settings") == 4
+        assert "epoch 1/1" not in again.stderr
+        assert sorted(os.listdir(out_dir)) == ["t.json", "t.png"]
+
+
+def test_second_evaluation_of_the_same_model_says_who_holds_it(tmp_path, tiny_run):
+    import subprocess
+    import time
+    from wrapper import locking
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
+    out_dir = os.path.join(tiny_run, "models", MODEL_NAME, "evaluation")
+    lock_file = locking.evaluation_lock_file(tiny_run, out_dir)
+    # Another evaluation holding the lock (not an ancestor of the second one: a nested stage
+    # would go on under its parent's lock).
+    holder = subprocess.Popen([PY, "-m", "wrapper.locking", "--lock", lock_file, "--program",
+                               "evaluate", "--", "sleep", "60"], cwd=REPO)
+    try:
+        deadline = time.time() + 30
+        while "pid=%d" % holder.pid not in (open(lock_file).read()
+                                            if os.path.exists(lock_file) else ""):
+            assert time.time() < deadline
+            time.sleep(0.05)
+        proc = evaluate("--data-dir", tiny_run, "--model-name", MODEL_NAME, "--task", "t",
+                        "--task-data", data, check=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_one_line_error(proc, "evaluation directory %s is in use by PID %d (make evaluate)"
+                          % (out_dir, holder.pid), "kill %d" % holder.pid)
+    assert "epoch" not in proc.stderr
+
+
+def test_external_model_in_a_fresh_data_dir_and_a_baseline_path_with_a_space(tmp_path,
+                                                                           tiny_run):
+    # Through the pipeline as make runs it (BASELINE arrives as one argument), in an image
+    # without datasets or seqeval.
+    data = real_classification_data(str(tmp_path / "task"), per_class=8)
+    spaced = tmp_path / "mis modelos" / "base line"
+    spaced.parent.mkdir()
+    os.symlink(hf_dir(tiny_run, "discriminator"), str(spaced))
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    env = dict(lean_image(tmp_path), DATA_DIR=str(fresh), MODEL_NAME="electra-spanish",
+               TASK="t", TASK_DATA=data, SEEDS="1", MODEL=hf_dir(tiny_run, "discriminator"),
+               BASELINE="random %s" % spaced)
+    proc = run([need_modern(), "-m", "wrapper.pipeline", "evaluate"], cwd=REPO, env=env,
+               timeout=600)
+    (out_dir,) = glob.glob(str(fresh / "evaluation" / "*"))
+    assert os.path.basename(out_dir).startswith("tiny_hf_discriminator-")
+    with open(os.path.join(out_dir, "t.json")) as f:
+        result = json.load(f)
+    assert [m["name"] for m in result["models"]] == [
+        hf_dir(tiny_run, "discriminator"), "random init (same config)", str(spaced)]
+    assert "verdict: %s against %s: no verdict possible with 1 seed" % (
+        hf_dir(tiny_run, "discriminator"), spaced) in proc.stdout
+    # Nothing under models/: `make pretrain` would take MODEL_NAME's directory for one it
+    # did not start.
+    assert sorted(os.listdir(str(fresh))) == [".locks", "evaluation"]

@@ -12,9 +12,17 @@ class UserError(Exception):
     """A problem with the user's input or environment; the message says how to fix it."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line (`PROGRAM: error: ... (see --help)`)
+    rather than its usage block and the error; PROGRAM is the last word of `prog`."""
+
+    def error(self, message):
+        fail(self.prog.split()[-1], "%s (see --help)" % message)
+
+
 def model_parser(prog, description):
     """The command line of a step on one trained model: --data-dir D --model-name N."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--model-name", required=True)
     return parser

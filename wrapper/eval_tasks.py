@@ -101,42 +101,70 @@ def fortunes_task(fortunes_dir=FORTUNES_DIR):
 
 # ---- TASK_DATA=dir ----------------------------------------------------------------------
 
+def read_lines(path):
+    """(line number, text) of a task file, refusing bytes that are not UTF-8 in one line."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError("%s line %d is not UTF-8 (byte 0x%02x); save the file as UTF-8, "
+                                "e.g. iconv -f latin1 -t utf-8 %s > %s.utf8" % (
+                                    path, number, raw[e.start], path, path))
+
+
 def read_jsonl(path):
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise UserError("%s line %d is not JSON (%s); write one object a line: "
-                                '{"text": ..., "label": ...}' % (path, number, e))
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) \
-                    or "label" not in row:
-                raise UserError('%s line %d: each line needs "text" (a string) and "label"; '
-                                'sentence pairs add "text_pair"' % (path, number))
-            examples.append({"text": row["text"], "text_pair": row.get("text_pair"),
-                             "label": str(row["label"]), "line": number})
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise UserError("%s line %d is not JSON (%s); write one object a line: "
+                            '{"text": ..., "label": ...}' % (path, number, e))
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) \
+                or "label" not in row:
+            raise UserError('%s line %d: each line needs "text" (a string) and "label"; '
+                            'sentence pairs add "text_pair"' % (path, number))
+        pair, label = row.get("text_pair"), row["label"]
+        if pair is not None and not isinstance(pair, str):
+            raise UserError('%s line %d: "text_pair" is %s, not a string; write the second '
+                            'sentence as a string, or leave the key out' % (
+                                path, number, json.dumps(pair)[:60]))
+        # A label is a name (a string) or a class number (an integer); null, a float, a
+        # boolean or an object would be trained on as its Python text ('None', "{'a': 1}").
+        if not isinstance(label, (str, int)) or isinstance(label, bool):
+            raise UserError('%s line %d: "label" is %s; a label is a string (or an integer), '
+                            'e.g. "label": "positivo"' % (path, number, json.dumps(label)[:60]))
+        examples.append({"text": row["text"], "text_pair": pair, "label": str(label),
+                         "line": number})
     return examples
 
 
+# A BIO tag (IOB2, what seqeval scores by default): O, B-TYPE or I-TYPE.
+BIO_TAG = re.compile(r"^(O|[BI]-\S+)$")
+
+
 def read_conll(path):
-    """Sentences of a CoNLL file: first column the word, last column its tag."""
+    """Sentences of a CoNLL file: first column the word, last column its BIO tag."""
     sentences, tokens, tags = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            columns = line.split()
-            if not columns or columns[0] == "-DOCSTART-":
-                if tokens:
-                    sentences.append({"tokens": tokens, "tags": tags, "line": number})
-                tokens, tags = [], []
-                continue
-            if len(columns) < 2:
-                raise UserError("%s line %d holds one column; a CoNLL line is the word, "
-                                "(other columns,) its tag" % (path, number))
-            tokens.append(columns[0])
-            tags.append(columns[-1])
+    number = 0
+    for number, line in read_lines(path):
+        columns = line.split()
+        if not columns or columns[0] == "-DOCSTART-":
+            if tokens:
+                sentences.append({"tokens": tokens, "tags": tags, "line": number})
+            tokens, tags = [], []
+            continue
+        if len(columns) < 2:
+            raise UserError("%s line %d holds one column; a CoNLL line is the word, "
+                            "(other columns,) its tag" % (path, number))
+        if not BIO_TAG.match(columns[-1]):
+            raise UserError("%s line %d: tag %r is not a BIO tag; the last column must be O, "
+                            "B-TYPE or I-TYPE (e.g. B-PER, I-PER)" % (path, number, columns[-1]))
+        tokens.append(columns[0])
+        tags.append(columns[-1])
     if tokens:
         sentences.append({"tokens": tokens, "tags": tags, "line": number})
     return sentences
@@ -183,6 +211,17 @@ def local_task(name, directory, metric=None):
                 note="TASK_DATA=%s" % directory)
 
 
+def require(module, who, alternative=""):
+    """The module `module`, imported only for the tasks that need it (a lean image, such as
+    the GPU one, lacks `datasets` and `seqeval`), or UserError saying who needs it."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError("%s through the Python package %s, which is not installed here; "
+                        "install it (pip install %s)%s" % (who, module, module, alternative))
+
+
 # ---- the hub ----------------------------------------------------------------------------
 
 def hub_reachable(timeout=5.0):
@@ -208,10 +247,11 @@ def hub_task(name, hub_dir=None):
     offline = "TASK=%s: cannot load %s (config %s) from the Hugging Face hub (%%s); give the " \
               "task's data as files instead: TASK_DATA=dir with train/dev .jsonl or .conll " \
               "(README: Evaluation)" % (name, spec["repo"], spec["config"])
+    datasets = require("datasets", "TASK=%s reads the Hugging Face hub" % name,
+                       "; or give the task's data as files: TASK_DATA=dir")
     if not hub_dir and not (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")) \
             and not hub_reachable():   # a cache made online still serves an offline run
         raise UserError(offline % "offline: huggingface.co does not answer")
-    import datasets
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     try:

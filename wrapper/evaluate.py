@@ -9,9 +9,14 @@ baseline) is fine-tuned once per seed with the same settings: transformers'
 ElectraForSequenceClassification (or ElectraForTokenClassification for NER) on top of the
 pretrained body, AdamW with linear warmup and decay, the dev score after every epoch.
 `random` is the model's own architecture and config with random weights: the line that says
-whether pretraining helped at all. Prints task, metric, model, mean ± std over seeds and
-time; writes D/models/N/evaluation/TASK.json (every seed's score and dev curve) and TASK.png
-(dev score per epoch, one line per model and seed).
+whether pretraining helped at all. Prints task, metric, model, mean ± std over seeds, time
+and device (CUDA when torch sees a GPU), then for each baseline the difference of means, its
+95% confidence interval and Welch's p-value, and a verdict at alpha 0.05 (none with fewer
+than 3 seeds a side). Writes D/models/N/evaluation/TASK.json (every seed's score and dev
+curve, the comparisons) and TASK.png (dev score per epoch, one line per model and seed); a
+MODEL= that is not D/models/N's own model writes to D/evaluation/NAME instead (results_dir).
+Each finished seed is kept in TASK.seeds/ until the pair is written, so a rerun after an
+interruption trains only the seeds that did not finish.
 
 Scores: accuracy (xnli-es, pawsx-es, TASK_DATA .jsonl), entity-level F1 with seqeval
 (conll2002-es, TASK_DATA .conll), macro-F1 with accuracy beside it (fortunes-es, whose
@@ -19,16 +24,20 @@ classes are unbalanced); classification tasks also print the majority class's sc
 floor any model must clear. The loop is a plain one rather than transformers' Trainer: it is
 short, gives the per-epoch progress bar and dev curve directly, and needs no accelerate.
 """
+import glob
+import hashlib
 import json
 import math
 import os
 import re
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 
-from wrapper import eval_tasks, fsutil, paths
-from wrapper.cli import UserError, model_parser, run_main
+from wrapper import corpus, eval_tasks, fsutil, locking, paths
+from wrapper.cli import UserError, fail, model_parser, positive_int, run_main
 
 PROGRAM = "wrapper.evaluate"
 # Fine-tuning settings per task kind; the command line overrides them. ELECTRA-small's own
@@ -42,6 +51,15 @@ WARMUP_FRACTION = 0.1
 WEIGHT_DECAY = 0.01
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 METRIC_NAMES = {"accuracy": "accuracy", "macro-f1": "macro-F1", "entity-f1": "entity F1"}
+RANDOM_LABEL = "random init (same config)"
+# The significance of model against baseline: Welch's t-test (unequal variances), two-sided.
+ALPHA = 0.05
+MIN_SEEDS_FOR_VERDICT = 3
+# Shorter sequences leave a sentence pair no room beside [CLS] and two [SEP]s.
+MIN_SEQ_LENGTH = 8
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json")
 
 
 # ---- models -----------------------------------------------------------------------------
@@ -79,6 +97,12 @@ def resolve_source(source, what):
 
 def load_config_and_tokenizer(directory, what):
     transformers = quiet_transformers()
+    # Without its vocab, transformers builds a tokenizer of the 5 special tokens: every word
+    # [UNK], and a score printed all the same.
+    if not any(os.path.isfile(os.path.join(directory, n)) for n in TOKENIZER_FILES):
+        raise UserError("%s %s has no vocab.txt (nor tokenizer.json): its tokenizer is missing; "
+                        "convert again (make convert writes it), or copy the vocab.txt the "
+                        "model was trained with into it" % (what, directory))
     try:
         config = transformers.AutoConfig.from_pretrained(directory)
         tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
@@ -89,16 +113,38 @@ def load_config_and_tokenizer(directory, what):
         raise UserError("%s %s is a %s model; make evaluate fine-tunes ELECTRA models" % (
             what, directory, config.model_type))
     # A tokenizer from another model gives ids the embedding table does not have (a silent
-    # IndexError deep in torch, or nonsense if the sizes happen to fit in part).
-    if len(tokenizer) > config.vocab_size:
+    # IndexError deep in torch), or the wrong rows for every word. The sizes must agree; a
+    # table padded to a multiple of 8 (at most 127 rows more, unused) is a layout some
+    # published models have.
+    size, rows = len(tokenizer), config.vocab_size
+    if size != rows and not (size < rows < size + 128 and rows % 8 == 0):
         raise UserError("%s %s: its tokenizer has %d tokens but the model's vocab_size is %d; "
                         "the tokenizer files do not belong to this model (convert again, or "
-                        "copy the vocab.txt it was trained with)" % (
-                            what, directory, len(tokenizer), config.vocab_size))
+                        "copy the vocab.txt it was trained with)" % (what, directory, size, rows))
     return config, tokenizer
 
 
-def new_model(task, directory, config, pretrained):
+def check_weights(task, directory, config, what):
+    """Loads the weights once before any training: a missing or truncated file, or weights
+    of another model, is one line now rather than a traceback after the first runs."""
+    if not any(os.path.isfile(os.path.join(directory, n)) for n in WEIGHT_FILES):
+        raise UserError("%s %s has no weights (no model.safetensors or pytorch_model.bin); "
+                        "convert again (make convert), or copy the whole model directory"
+                        % (what, directory))
+    try:
+        _, info = new_model(task, directory, config, True, loading_info=True)
+    except Exception as e:   # safetensors', torch's or transformers' own error: by version
+        raise UserError("%s %s: cannot load its weights (%s: %s); the file is damaged or "
+                        "incomplete: convert again (make convert), or copy it again" % (
+                            what, directory, type(e).__name__,
+                            (str(e).strip().splitlines() or [""])[0][:150]))
+    body = [k for k in info.get("missing_keys", ()) if not k.startswith("classifier")]
+    if body:
+        raise UserError("%s %s: its weights lack %d of the model's tensors (%s ...); they are "
+                        "not an ELECTRA discriminator's" % (what, directory, len(body), body[0]))
+
+
+def new_model(task, directory, config, pretrained, loading_info=False):
     transformers = quiet_transformers()
     cls = (transformers.ElectraForSequenceClassification if task["kind"] == "classification"
            else transformers.ElectraForTokenClassification)
@@ -106,7 +152,7 @@ def new_model(task, directory, config, pretrained):
     extra = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                  label2id={l: i for i, l in enumerate(labels)})
     if pretrained:
-        return cls.from_pretrained(directory, **extra)
+        return cls.from_pretrained(directory, output_loading_info=loading_info, **extra)
     import copy
     config = copy.deepcopy(config)
     for key, value in extra.items():
@@ -147,9 +193,22 @@ def encode(task, tokenizer, max_seq_length):
     return encoded
 
 
+_DEVICE = []
+
+
 def device():
+    """CUDA when torch sees a GPU, else the CPU (decided once)."""
+    if not _DEVICE:
+        import torch
+        _DEVICE.append(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return _DEVICE[0]
+
+
+def device_name():
     import torch
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device().type == "cuda":
+        return "cuda (%s)" % torch.cuda.get_device_name(device())
+    return "cpu"
 
 
 def collate(features, pad_id):
@@ -272,33 +331,123 @@ def fine_tune(task, encoded, directory, config, pretrained, seed, settings, pad_
     return curve, losses
 
 
+# ---- significance ------------------------------------------------------------------------
+
+def welch(model_scores, baseline_scores):
+    """Welch's t-test of mean(model) - mean(baseline): {difference, ci95 [low, high], p_value
+    (two-sided), df}; ci95, p_value and df are None with fewer than 2 scores a side (no
+    variance to estimate). Identical scores on both sides (no variance at all): p 1 when the
+    means are equal, 0 when they differ, the interval the difference itself."""
+    n1, n2 = len(model_scores), len(baseline_scores)
+    difference = statistics.mean(model_scores) - statistics.mean(baseline_scores)
+    if n1 < 2 or n2 < 2:
+        return dict(difference=difference, ci95=None, p_value=None, df=None)
+    a, b = statistics.variance(model_scores) / n1, statistics.variance(baseline_scores) / n2
+    if a + b == 0:
+        return dict(difference=difference, ci95=[difference, difference],
+                    p_value=1.0 if difference == 0 else 0.0, df=float(n1 + n2 - 2))
+    from scipy.stats import t as student_t
+    se = math.sqrt(a + b)
+    df = (a + b) ** 2 / (a ** 2 / (n1 - 1) + b ** 2 / (n2 - 1))   # Welch-Satterthwaite
+    half = student_t.ppf(0.975, df) * se
+    p_value = float(2 * student_t.sf(abs(difference) / se, df))
+    return dict(difference=difference, ci95=[difference - half, difference + half],
+                p_value=min(1.0, p_value), df=df)
+
+
+def format_p(p_value):
+    """0.003, 0.31; '< 0.001' below; three digits where two would round onto alpha."""
+    if p_value < 0.001:
+        return "< 0.001"
+    text = "%.2g" % p_value
+    return "%.3g" % p_value if float(text) == ALPHA else text
+
+
+def p_text(p_value):
+    """'p = 0.31', 'p < 0.001'."""
+    text = format_p(p_value)
+    return "p " + (text if text.startswith("<") else "= " + text)
+
+
+def verdict(test, baseline, seeds):
+    """The comparison in words: better than / worse than BASELINE, no significant difference,
+    or no verdict with too few seeds (`seeds`: the fewer of the two sides)."""
+    if seeds < MIN_SEEDS_FOR_VERDICT:
+        return "no verdict possible with %d seed%s (%d or more needed)" % (
+            seeds, "" if seeds == 1 else "s", MIN_SEEDS_FOR_VERDICT)
+    p = p_text(test["p_value"])
+    if test["p_value"] >= ALPHA:
+        return "no significant difference (%s)" % p
+    return "%s than %s (%s)" % ("better" if test["difference"] > 0 else "worse", baseline, p)
+
+
+def comparisons(result):
+    """The model (first) against each baseline, on the task's main metric."""
+    model, found = result["models"][0], []
+    for base in result["models"][1:]:
+        name = "random init" if base["name"] == RANDOM_LABEL else base["name"]
+        test = welch(model["scores"], base["scores"])
+        seeds = min(len(model["scores"]), len(base["scores"]))
+        found.append(dict(model=model["name"], baseline=name, metric=result["metric"],
+                          seeds=[len(model["scores"]), len(base["scores"])],
+                          test="Welch's t-test, two-sided", alpha=ALPHA,
+                          verdict=verdict(test, name, seeds), **test))
+    return found
+
+
+def describe_comparison(c):
+    """'+0.0281 (95% CI -0.0121 to +0.0683), p = 0.12' (what the seeds allow)."""
+    text = "%+.4f" % c["difference"]
+    if c["ci95"] is not None:
+        text += " (95%% CI %+.4f to %+.4f), %s" % (c["ci95"][0], c["ci95"][1],
+                                                   p_text(c["p_value"]))
+    return text
+
+
 # ---- results ----------------------------------------------------------------------------
 
 def summary(values):
     return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def results_table(result):
-    metric = result["metric"]
-    rows = [("task", "metric", "model", "mean ± std", "seeds", "time")]
-    for m in result["models"]:
-        rows.append((result["task"], METRIC_NAMES[metric], m["name"],
-                     "%.4f ± %.4f" % (m["mean"], m["std"]), str(len(m["scores"])),
-                     "%.0f s" % m["seconds"]))
-        if metric != "accuracy":
-            acc = m["accuracy"]
-            rows.append(("", "accuracy", "", "%.4f ± %.4f" % (acc["mean"], acc["std"]), "", ""))
-    if result.get("majority_class"):
-        floor = result["majority_class"]
-        rows.append((result["task"], METRIC_NAMES[metric], "majority class (floor)",
-                     "%.4f" % floor[metric], "", ""))
-        if metric != "accuracy":
-            rows.append(("", "accuracy", "", "%.4f" % floor["accuracy"], "", ""))
+def columns(rows):
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def results_table(result):
+    metric = result["metric"]
+    rows = [("task", "metric", "model", "mean ± std", "seeds", "time", "device")]
+    for m in result["models"]:
+        rows.append((result["task"], METRIC_NAMES[metric], m["name"],
+                     "%.4f ± %.4f" % (m["mean"], m["std"]), str(len(m["scores"])),
+                     "%.0f s" % m["seconds"], result["device"]))
+        if metric != "accuracy":
+            acc = m["accuracy"]
+            rows.append(("", "accuracy", "", "%.4f ± %.4f" % (acc["mean"], acc["std"]), "", "",
+                         ""))
+    if result.get("majority_class"):
+        floor = result["majority_class"]
+        rows.append((result["task"], METRIC_NAMES[metric], "majority class (floor)",
+                     "%.4f" % floor[metric], "", "", ""))
+        if metric != "accuracy":
+            rows.append(("", "accuracy", "", "%.4f" % floor["accuracy"], "", "", ""))
+    text = columns(rows)
+    if result["comparisons"]:
+        rows = [("model", "against", "difference of means", "95% CI (Welch)",
+                 "p (Welch, two-sided)")]
+        for c in result["comparisons"]:
+            rows.append((c["model"], c["baseline"], "%+.4f" % c["difference"],
+                         "[%+.4f, %+.4f]" % tuple(c["ci95"]) if c["ci95"] else "-",
+                         format_p(c["p_value"]) if c["p_value"] is not None else "-"))
+        text += "\n\n" + columns(rows) + "\n" + "\n".join(
+            "verdict: %s against %s: %s" % (c["model"], c["baseline"], c["verdict"])
+            for c in result["comparisons"])
+    return text
+
+
 def plot(result, path):
+    """TASK.png at `path`, which must end in .png; a run id in its metadata."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -314,15 +463,170 @@ def plot(result, path):
                      label="majority class")
     axes.set_xlabel("epoch")
     axes.set_ylabel("dev %s" % METRIC_NAMES[metric])
-    axes.set_title("%s: one line per model and seed" % result["task"])
+    axes.set_title("\n".join(["%s: one line per model and seed" % result["task"]] + [
+        "minus %s: %s; %s" % (c["baseline"], describe_comparison(c),
+                                c["verdict"].split(" (p")[0]) for c in result["comparisons"]]),
+        fontsize=9)
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    tmp = "%s.partial-%d.png" % (path, os.getpid())
-    figure.savefig(tmp, dpi=100)
+    figure.savefig(path, dpi=100, format="png", metadata={"Description": "run " + result["run"]})
     plt.close(figure)
-    os.replace(tmp, path)
+
+
+def quiet_matplotlib():
+    """matplotlib writes a font cache into MPLCONFIGDIR, by default under $HOME: a
+    temporary directory instead, removed at exit, unless the user chose one."""
+    if not os.environ.get("MPLCONFIGDIR"):
+        import atexit
+        directory = tempfile.mkdtemp(prefix="evaluate-matplotlib-")
+        atexit.register(shutil.rmtree, directory, True)
+        os.environ["MPLCONFIGDIR"] = directory
+
+
+# ---- where the results go, and the runs that did not finish -------------------------------
+
+def results_dir(data_dir, model_name, model):
+    """D/models/N/evaluation for N's own model; D/evaluation/NAME for any other MODEL=: a
+    directory made under models/ before pretraining would make `make pretrain` refuse it as
+    a model directory this pipeline did not start (stages.run_stage)."""
+    own = paths.hf_dir(data_dir, model_name, "discriminator")
+    if not model or (os.path.exists(model) and os.path.exists(own)
+                     and os.path.samefile(model, own)):
+        return paths.evaluation_dir(data_dir, model_name)
+    return paths.external_evaluation_dir(data_dir, model)
+
+
+def write_error(error, directory):
+    """A failed write as one line (a full disk named as such)."""
+    return corpus.disk_full_error(error, directory, what="the evaluation results") or UserError(
+        "cannot write the evaluation results in %s (%s); make it writable, or choose another "
+        "DATA_DIR" % (directory, error.strerror or error))
+
+
+def check_writable(out_dir):
+    """Writes and removes a probe of a few blocks before any training: a read-only or full
+    DATA_DIR is said now, not after the last seed."""
+    probe = os.path.join(out_dir, ".write-probe-%d" % os.getpid())
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 16384)
+            f.flush()
+            os.fsync(f.fileno())
+        os.remove(probe)
+    except OSError as e:
+        if os.path.exists(probe):
+            os.remove(probe)
+        raise write_error(e, out_dir)
+
+
+def partial_pid(path):
+    pid = path.rsplit("-", 1)[-1].split(".")[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def settle_earlier_runs(out_dir):
+    """What killed runs left in `out_dir` (under its lock, so no other run writes there).
+
+    The pair is written as TASK.png.partial-PID and TASK.json.partial-PID, both complete,
+    then renamed PNG first and JSON last (write_pair). A JSON partial without its PNG partial
+    means a run was killed between the two renames: its JSON is complete, and its PNG is
+    already in place, so the rename is finished here. Every other partial file and write
+    probe is removed."""
+    leftovers = [p for p in glob.glob(os.path.join(out_dir, "*.partial-*")) +
+                 glob.glob(os.path.join(out_dir, "*.seeds", "*.partial-*")) +
+                 glob.glob(os.path.join(out_dir, ".write-probe-*"))
+                 if partial_pid(p) is None or not fsutil.pid_alive(partial_pid(p))
+                 or partial_pid(p) == os.getpid()]
+    for path in leftovers:
+        final, _, pid = path.rpartition(".partial-")
+        if final.endswith(".json") and os.path.dirname(final) == out_dir.rstrip(os.sep) \
+                and not os.path.exists(final[:-len(".json")] + ".png.partial-" + pid) \
+                and os.path.exists(final[:-len(".json")] + ".png"):
+            os.replace(path, final)
+            print("%s: completed the results of a run killed while writing them" % final)
+        elif os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+
+
+def write_pair(result, json_path, png_path):
+    """TASK.png and TASK.json, replaced together: both are written complete under partial
+    names, then renamed PNG first, JSON last. A reader who reads the JSON and then the PNG
+    sees one run's pair (each carries the run id); a kill between the renames is finished by
+    the next run (settle_earlier_runs)."""
+    png_tmp = "%s.partial-%d" % (png_path, os.getpid())
+    json_tmp = "%s.partial-%d" % (json_path, os.getpid())
+    try:
+        plot(result, png_tmp)
+        with open(png_tmp, "rb") as f:
+            os.fsync(f.fileno())
+        with open(json_tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        for path in (png_tmp, json_tmp):
+            if os.path.exists(path):
+                os.remove(path)
+        raise write_error(e, os.path.dirname(json_path))
+    os.replace(png_tmp, png_path)
+    os.replace(json_tmp, json_path)
+
+
+# ---- finished seeds -------------------------------------------------------------------------
+
+def digest_files(directory, names):
+    """SHA-256 over the named files of `directory` that exist (name and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(names):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            h.update(name.encode("utf-8") + b"\0")
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def seed_key(task, settings, directory, pretrained):
+    """What a seed's result depends on: the task's examples, the settings, the model's files
+    (weights only when pretrained), the device kind. A kept seed is reused only when equal."""
+    data = hashlib.sha256(json.dumps([task["labels"], task["train"], task["dev"]],
+                                     sort_keys=True).encode("utf-8")).hexdigest()
+    names = ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+             "special_tokens_map.json"] + (list(WEIGHT_FILES) if pretrained else [])
+    text = json.dumps(dict(task=task["name"], metric=task["metric"], data=data,
+                           settings=settings, model=digest_files(directory, names),
+                           pretrained=pretrained, device=device().type), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def seed_file(seeds_dir, label, seed):
+    slug = re.sub(r"[^\w.-]+", "-", label).strip("-.")[:60] or "model"
+    return os.path.join(seeds_dir, "%s-%s-seed%d.json" % (
+        slug, hashlib.sha256(label.encode("utf-8")).hexdigest()[:8], seed))
+
+
+def kept_seed(path, key):
+    """A finished seed's record when it was made with the same key, else None."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("key") == key else None
+
+
+def keep_seed(path, record):
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fsutil.atomic_write_text(path, json.dumps(record) + "\n")
+    except OSError as e:
+        raise write_error(e, os.path.dirname(path))
 
 
 # ---- command line -----------------------------------------------------------------------
@@ -339,7 +643,7 @@ def parse_args(argv=None):
                              "DATA_DIR/models/MODEL_NAME/hf/discriminator)")
     parser.add_argument("--baseline", nargs="*", default=None,
                         help="random (default) and/or model directories or hub ids")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", default="3")
     parser.add_argument("--task-data", default="",
                         help="a directory with train/dev .jsonl or .conll files")
     parser.add_argument("--hub-dir", default="",
@@ -353,15 +657,48 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def split_baselines(text):
+    """BASELINE="random other-model" arrives from make as one argument: its words, except
+    that words which together name an existing path ("my models/x") are one baseline."""
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    found, i = [], 0
+    while i < len(words):
+        end = i + 1
+        for j in range(len(words), i, -1):
+            if os.path.exists(text[words[i][0]:words[j - 1][1]]):
+                end = j
+                break
+        found.append(text[words[i][0]:words[end - 1][1]])
+        i = end
+    return found
+
+
+def check_numbers(args):
+    """The command line's numbers, before any model is loaded."""
+    for flag in ("epochs", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UserError("--%s must be at least 1 (got %d)" % (flag.replace("_", "-"), value))
+    if args.learning_rate is not None and not (math.isfinite(args.learning_rate)
+                                               and args.learning_rate > 0):
+        raise UserError("--learning-rate must be a positive number (got %s)" % args.learning_rate)
+    if args.max_seq_length is not None and args.max_seq_length < MIN_SEQ_LENGTH:
+        raise UserError("--max-seq-length must be at least %d (got %d)" % (
+            MIN_SEQ_LENGTH, args.max_seq_length))
+    if args.threads < 0:
+        raise UserError("--threads must be 0 (torch's default) or more (got %d)" % args.threads)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if args.seeds < 1:
-        raise UserError("SEEDS must be at least 1 (got %d)" % args.seeds)
-    # BASELINE="random skimai/electra-small-spanish" arrives from make as one argument.
+    seeds = positive_int(args.seeds, "SEEDS")
+    check_numbers(args)
     baselines = [b for arg in (args.baseline if args.baseline is not None else ["random"])
-                 for b in arg.split()]
+                 for b in split_baselines(arg)]
     task = eval_tasks.load_task(args.task, args.task_data or None, args.hub_dir or None,
                                 args.fortunes_dir)
+    if task["kind"] == "tagging":
+        eval_tasks.require("seqeval", "TASK=%s is scored (entity F1)" % task["name"])
     settings = dict(DEFAULTS.get(task["name"], DEFAULTS[task["kind"]]))
     for key in settings:
         if getattr(args, key) is not None:
@@ -377,61 +714,107 @@ def main(argv=None):
     runs = [(args.model or args.model_name, main_dir, main_config, main_tokenizer, True)]
     for baseline in baselines:
         if baseline == "random":
-            runs.append(("random init (same config)", main_dir, main_config, main_tokenizer,
-                         False))
+            runs.append((RANDOM_LABEL, main_dir, main_config, main_tokenizer, False))
             continue
         directory = resolve_source(baseline, "baseline")
         config, tokenizer = load_config_and_tokenizer(directory, "baseline")
         runs.append((baseline, directory, config, tokenizer, True))
+    for number, (label, directory, config, _, pretrained) in enumerate(runs):
+        if settings["max_seq_length"] > config.max_position_embeddings:
+            raise UserError("--max-seq-length %d is more than %s's %d positions "
+                            "(max_position_embeddings); give at most %d" % (
+                                settings["max_seq_length"], directory,
+                                config.max_position_embeddings, config.max_position_embeddings))
+        if pretrained:
+            check_weights(task, directory, config, "baseline" if number else "model")
 
+    out_dir = results_dir(args.data_dir, args.model_name, args.model)
+    check_writable(out_dir)
+    with locking.held(locking.evaluation_lock_file(args.data_dir, out_dir),
+                      "evaluation directory %s" % out_dir):
+        settle_earlier_runs(out_dir)
+        return evaluate(task, settings, runs, seeds, args.threads, out_dir)
+
+
+def evaluate(task, settings, runs, seeds, threads, out_dir):
+    """Fine-tunes every run once per seed (keeping each finished seed), then writes the pair."""
     import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out_dir = paths.evaluation_dir(args.data_dir, args.model_name)
-    print("%s: %s; %d train / %d dev examples; %s; seeds %d; %s" % (
+    if threads:
+        torch.set_num_threads(threads)
+    quiet_matplotlib()
+    seeds_dir = os.path.join(out_dir, task["name"] + ".seeds")
+    print("%s: %s; %d train / %d dev examples; %s; seeds %d; %s; on %s" % (
         task["name"], task["note"], len(task["train"]), len(task["dev"]),
-        METRIC_NAMES[task["metric"]], args.seeds,
-        ", ".join("%s %s" % (k.replace("_", " "), v) for k, v in sorted(settings.items()))))
+        METRIC_NAMES[task["metric"]], seeds,
+        ", ".join("%s %s" % (k.replace("_", " "), v) for k, v in sorted(settings.items())),
+        device_name()))
     sys.stdout.flush()
     result = dict(task=task["name"], metric=task["metric"], note=task["note"],
                   train_examples=len(task["train"]), dev_examples=len(task["dev"]),
                   labels=task["labels"], settings=settings, majority_class=majority_floor(task),
+                  device=device_name(), run="%s-%d" % (time.strftime("%Y%m%dT%H%M%S"),
+                                                       os.getpid()),
                   models=[])
     encodings = {}   # by tokenizer: random init shares the model's, encoded once
-    for label, directory, config, tokenizer, pretrained in runs:
-        if id(tokenizer) not in encodings:
-            encodings[id(tokenizer)] = encode(task, tokenizer, settings["max_seq_length"])
-        encoded = encodings[id(tokenizer)]
-        curves, train_losses, seconds = [], [], []
-        for seed in range(1, args.seeds + 1):
-            start = time.time()
-            curve, losses = fine_tune(task, encoded, directory, config, pretrained, seed,
-                                      settings, tokenizer.pad_token_id, label)
-            curves.append(curve)
-            train_losses.append(losses)
-            seconds.append(time.time() - start)
-        final = [c[-1] for c in curves]
-        entry = dict(name=label, source=directory if pretrained else "random init of " +
-                     directory, pretrained=pretrained, seconds=round(sum(seconds), 1),
-                     seconds_per_seed=[round(s, 1) for s in seconds], curves=curves,
-                     train_loss=train_losses)
-        for metric in sorted(final[0]):
-            values = [f[metric] for f in final]
-            mean, std = summary(values)
-            if metric == task["metric"]:
-                entry.update(mean=mean, std=std, scores=values)
-            else:
-                entry[metric] = dict(mean=mean, std=std, scores=values)
-        result["models"].append(entry)
-
-    os.makedirs(out_dir, exist_ok=True)
+    finished = 0
+    try:
+        for label, directory, config, tokenizer, pretrained in runs:
+            key = seed_key(task, settings, directory, pretrained)
+            records = []
+            for seed in range(1, seeds + 1):
+                path = seed_file(seeds_dir, label, seed)
+                record = kept_seed(path, key)
+                if record:
+                    print("%s seed %d: finished in an earlier run with the same settings (%s); "
+                          "not trained again" % (label, seed, os.path.relpath(path, out_dir)))
+                    sys.stdout.flush()
+                else:
+                    if id(tokenizer) not in encodings:
+                        encodings[id(tokenizer)] = encode(task, tokenizer,
+                                                          settings["max_seq_length"])
+                    start = time.time()
+                    curve, losses = fine_tune(task, encodings[id(tokenizer)], directory,
+                                              config, pretrained, seed, settings,
+                                              tokenizer.pad_token_id, label)
+                    record = dict(key=key, model=label, seed=seed, curve=curve,
+                                  train_loss=losses, seconds=time.time() - start,
+                                  device=device_name())
+                    keep_seed(path, record)
+                    finished += 1
+                records.append(record)
+            result["models"].append(model_entry(task, label, directory, pretrained, records))
+    except KeyboardInterrupt:
+        kept = len(glob.glob(os.path.join(seeds_dir, "*-seed*.json")))
+        fail(PROGRAM, "interrupted; %s: run the same command again to go on from them" % (
+            "%d finished seed(s) are kept in %s" % (kept, seeds_dir) if kept
+            else "no seed had finished"), 130)
+    result["comparisons"] = comparisons(result)
     json_path = os.path.join(out_dir, task["name"] + ".json")
     png_path = os.path.join(out_dir, task["name"] + ".png")
-    plot(result, png_path)
-    fsutil.atomic_write_text(json_path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_pair(result, json_path, png_path)
+    shutil.rmtree(seeds_dir, ignore_errors=True)   # the pair now holds every seed
     print(results_table(result))
     print("results: %s, %s" % (json_path, png_path))
     return 0
+
+
+def model_entry(task, label, directory, pretrained, records):
+    """One model's line of TASK.json: every seed's curve and loss, mean ± std per metric."""
+    curves = [r["curve"] for r in records]
+    seconds = [r["seconds"] for r in records]
+    entry = dict(name=label, source=directory if pretrained else "random init of " + directory,
+                 pretrained=pretrained, seconds=round(sum(seconds), 1),
+                 seconds_per_seed=[round(s, 1) for s in seconds], curves=curves,
+                 train_loss=[r["train_loss"] for r in records])
+    final = [c[-1] for c in curves]
+    for metric in sorted(final[0]):
+        values = [f[metric] for f in final]
+        mean, std = summary(values)
+        if metric == task["metric"]:
+            entry.update(mean=mean, std=std, scores=values)
+        else:
+            entry[metric] = dict(mean=mean, std=std, scores=values)
+    return entry
 
 
 if __name__ == "__main__":

@@ -143,8 +143,13 @@ def disk_full_reason(error, directory, doing=""):
 def atomic_write_text(path, text):
     """Writes `path` via a temporary sibling and a rename: readers see old or new, never half."""
     tmp = "%s.partial-%d" % (path, os.getpid())
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:   # a full disk, Ctrl-C: no half-written partial left behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)

@@ -53,6 +53,12 @@ def model_lock_file(data_dir, model_name):
     return os.path.join(locks_dir(data_dir), "model-%s.lock" % model_name.replace(os.sep, "_"))
 
 
+def evaluation_lock_file(data_dir, out_dir):
+    """make evaluate's lock on one results directory (models/N/evaluation or evaluation/X)."""
+    rel = os.path.relpath(os.path.abspath(out_dir), os.path.abspath(data_dir))
+    return os.path.join(locks_dir(data_dir), "evaluate-%s.lock" % rel.replace(os.sep, "_"))
+
+
 def _parent_pid(pid):
     """The parent of `pid`, or None when it cannot be told (no /proc, process gone)."""
     try:

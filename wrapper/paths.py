@@ -148,6 +148,21 @@ def evaluation_dir(data_dir, model_name):  # make evaluate's TASK.json and TASK.
     return os.path.join(model_dir(data_dir, model_name), "evaluation")
 
 
+def external_evaluation_dir(data_dir, model):
+    """make evaluate MODEL=path-or-hub-id: results outside models/ (a directory there, made
+    before pretraining, would be taken for a model directory this pipeline did not start).
+    A hub id keeps its name (owner--name); a path its last parts and a digest of the whole."""
+    import hashlib
+    if not os.path.exists(model) and re.match(r"^[\w.-]+/[\w.-]+$", model):
+        name = model.replace("/", "--")
+    else:
+        full = os.path.realpath(model)
+        tail = "_".join(full.strip(os.sep).split(os.sep)[-3:])
+        name = "%s-%s" % (re.sub(r"[^\w.-]+", "_", tail).lstrip("._-")[:80] or "model",
+                          hashlib.sha256(full.encode("utf-8")).hexdigest()[:8])
+    return os.path.join(data_dir, "evaluation", name)
+
+
 def stages_dir(data_dir):          # completion records of the Make stages
     return os.path.join(data_dir, ".stages")
 
