@@ -663,11 +663,18 @@ def train_or_eval(config):
     log("Running training")
     train_input_fn = input_fn_builder(config, files, True)
     if plan.multi_worker:
+      try:   # bounded and said: TensorFlow's own wait for a missing host has no end
+        distribute.wait_for_peers(distribute.tf_config(), log)
+      except distribute.DistributeError as e:
+        raise UserError(str(e))
       # Estimator.train refuses a TF_CONFIG cluster; train_and_evaluate runs each host as
       # an independent worker (its own server, collective all-reduce); no evaluator job.
-      tf.estimator.train_and_evaluate(
-          estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=config.num_train_steps),
-          tf.estimator.EvalSpec(train_input_fn, steps=1))
+      try:
+        tf.estimator.train_and_evaluate(
+            estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=config.num_train_steps),
+            tf.estimator.EvalSpec(train_input_fn, steps=1))
+      finally:
+        distribute.release_server()
     else:
       estimator.train(input_fn=train_input_fn, max_steps=config.num_train_steps)
     return None
@@ -755,15 +762,21 @@ def where_it_stopped(config):
   return "%s; no checkpoint yet: the next run starts from step 0" % text
 
 
+# errno -> what the line says: a full file system, or the user's quota on it spent.
+DISK_FULL = {errno.ENOSPC: "no space left on the device",
+             errno.EDQUOT: "the disk quota is exceeded"}
+
+
 def disk_full_text(config, error):
-  """`no space left on the device in DIR (X free of Y; a checkpoint ... needs about Z)`."""
+  """`no space left on the device in DIR (X free of Y; a checkpoint ... needs about Z)`, or
+  `the disk quota is exceeded in DIR (...)`."""
   directory = config.model_dir
   for path in (getattr(error, "path", None), getattr(error, "filename", None)):
     if path:
       directory = os.path.dirname(path)
   while directory and not os.path.isdir(directory):
     directory = os.path.dirname(directory)
-  text = "no space left on the device in %s" % directory
+  text = "%s in %s" % (DISK_FULL[disk_full_errno(error)], directory)
   try:
     stat = os.statvfs(directory)
     text += " (%s free of %s" % (megabytes(stat.f_bavail * stat.f_frsize),
@@ -777,12 +790,17 @@ def disk_full_text(config, error):
   return text
 
 
-def is_disk_full(error):
+def disk_full_errno(error):
+  """ENOSPC or EDQUOT when `error` is a write that found no room, else None."""
   if isinstance(error, WriteError):
     error = error.error
   if isinstance(error, OSError):
-    return error.errno == errno.ENOSPC
-  return "No space left on device" in error_text(error)
+    return error.errno if error.errno in DISK_FULL else None
+  text = error_text(error)
+  for number in DISK_FULL:   # TensorFlow's message carries strerror's text
+    if os.strerror(number) in text:
+      return number
+  return None
 
 
 def main(argv=None):
@@ -816,11 +834,12 @@ def main(argv=None):
     flush_summary_writers()
     if config is None:
       raise
-    if is_disk_full(e):
+    if disk_full_errno(e):
       if config.do_train and tf.io.gfile.exists(config.model_dir):
         remove_partial_checkpoints(config.model_dir)  # the failed save's part: space back
-      sys.stderr.write("%s: error: %s; free some space there%s\n" % (
+      sys.stderr.write("%s: error: %s; free some space there%s%s\n" % (
           PROG, disk_full_text(config, e),
+          " (or have your quota raised)" if disk_full_errno(e) == errno.EDQUOT else "",
           "; training stopped " + where_it_stopped(config) if config.do_train else ""))
       return 1
     if isinstance(e, (WriteError, OSError)):
