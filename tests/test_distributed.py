@@ -233,6 +233,10 @@ def test_killed_worker_then_both_restarted_resume_from_the_last_checkpoint(fortu
     for proc, output in zip(procs, outputs):
         assert proc.returncode == 0, output[-3000:]
         assert "(step %d)" % last in output and "Resuming from" in output, output[-3000:]
+        # The wait for the other host is said, and ends; TF's server goes without a
+        # traceback at exit ("Exception ignored in Server.__del__").
+        assert "Waiting for the other host(s) of the cluster" in output, output[-3000:]
+        assert "All 2 hosts are up" in output and "Traceback" not in output, output[-3000:]
     steps = [int(m.group(1)) for m in STEP_LINE.finditer(outputs[0])]
     assert steps[0] == last + 1 and steps[-1] == 12, outputs[0][-3000:]
     tf = tf1()
