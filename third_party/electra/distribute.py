@@ -14,6 +14,9 @@ so step N of an N-replica run is step N of the single-device run (same schedule)
   TF_CONFIG with 2+ tasks                        -> MultiWorkerMirroredStrategy (collective
                                                     all-reduce), each host on all its visible
                                                     GPUs, or one CPU replica per host
+
+A cluster's host first waits for the others (wait_for_peers), saying for whom, at most
+PEER_TIMEOUT_S seconds (default 300): TensorFlow's own wait for a missing host has no end.
 """
 import errno
 import json
@@ -345,7 +348,8 @@ def release_server():
   """Drops the TensorFlow server that train_and_evaluate started for this host, while
   TensorFlow is whole: left to the interpreter's exit, its __del__ runs after TF's modules
   are torn down and prints a traceback ("Exception ignored in Server.__del__")."""
-  from tensorflow.python.distribute import distribute_coordinator  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.distribute import distribute_coordinator
   holder = distribute_coordinator._thread_local  # pylint: disable=protected-access
   if getattr(holder, "server", None) is not None:
     holder.server = None
