@@ -23,6 +23,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 
 import tensorflow.compat.v1 as tf
@@ -327,7 +328,8 @@ def wait_for_peers(config_json, log, timeout_s=None):
         pass
       now = time.time()
       if not waiting:
-        log("All %d hosts are up (after %d s)" % (len(tasks), now - start))
+        log("All %d hosts are up (after %d s); from here, no training step for %d s (a host "
+            "stopped or hangs) stops the run" % (len(tasks), now - start, timeout_s))
         return
       if now - start >= timeout_s:
         raise DistributeError(
@@ -353,3 +355,22 @@ def release_server():
   holder = distribute_coordinator._thread_local  # pylint: disable=protected-access
   if getattr(holder, "server", None) is not None:
     holder.server = None
+
+
+def stop_when_stalled(current_step, timeout_s, stop):
+  """After the wait for the hosts: a daemon thread that calls stop(step) when current_step()
+  has not moved for timeout_s seconds (a host that died or hangs mid-run: TF 1.15's
+  all-reduce waits for it without end). stop ends the process."""
+  def watch():
+    last, since = current_step(), time.time()
+    while True:
+      time.sleep(1)
+      step = current_step()
+      if step != last:
+        last, since = step, time.time()
+      elif time.time() - since > timeout_s:
+        stop(step)
+        return
+  watcher = threading.Thread(target=watch, name="stalled-cluster-watch", daemon=True)
+  watcher.start()
+  return watcher

@@ -664,9 +664,12 @@ def train_or_eval(config):
     train_input_fn = input_fn_builder(config, files, True)
     if plan.multi_worker:
       try:   # bounded and said: TensorFlow's own wait for a missing host has no end
-        distribute.wait_for_peers(distribute.tf_config(), log)
+        timeout_s = distribute.peer_timeout_s()
+        distribute.wait_for_peers(distribute.tf_config(), log, timeout_s)
       except distribute.DistributeError as e:
         raise UserError(str(e))
+      distribute.stop_when_stalled(lambda: RUN_STATE["step"], timeout_s,
+                                   lambda step: stop_stalled(config, timeout_s))
       # Estimator.train refuses a TF_CONFIG cluster; train_and_evaluate runs each host as
       # an independent worker (its own server, collective all-reduce); no evaluator job.
       try:
@@ -686,6 +689,18 @@ def train_or_eval(config):
     log("  %s = %s" % (key, results[key]))
   write_results(config, results)
   return results
+
+
+def stop_stalled(config, timeout_s):
+  """Ends a cluster's run whose steps stopped: one line, status 1 (from the watch thread;
+  the main thread is stuck in TensorFlow's all-reduce, so the process exits at once)."""
+  sys.stdout.flush()
+  sys.stderr.write("%s: error: no training step for %d s (%s): a host of the cluster stopped "
+                   "or hangs, and TensorFlow's all-reduce waits for it without end; stop every "
+                   "host and start them all again; training stopped %s\n"
+                   % (PROG, timeout_s, distribute.PEER_TIMEOUT_ENV, where_it_stopped(config)))
+  sys.stderr.flush()
+  os._exit(1)  # pylint: disable=protected-access
 
 
 # ---- devices -------------------------------------------------------------------------------
