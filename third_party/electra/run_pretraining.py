@@ -669,7 +669,7 @@ def train_or_eval(config):
       except distribute.DistributeError as e:
         raise UserError(str(e))
       distribute.stop_when_stalled(lambda: RUN_STATE["step"], timeout_s,
-                                   lambda step: stop_stalled(config, timeout_s))
+                                   lambda step: stop_stalled(config, timeout_s, step))
       # Estimator.train refuses a TF_CONFIG cluster; train_and_evaluate runs each host as
       # an independent worker (its own server, collective all-reduce); no evaluator job.
       try:
@@ -691,9 +691,12 @@ def train_or_eval(config):
   return results
 
 
-def stop_stalled(config, timeout_s):
+def stop_stalled(config, timeout_s, step):
   """Ends a cluster's run whose steps stopped: one line, status 1 (from the watch thread;
-  the main thread is stuck in TensorFlow's all-reduce, so the process exits at once)."""
+  the main thread is stuck in TensorFlow's all-reduce, so the process exits at once).
+  After the last step nothing waits for another host (the chief's final save may be long)."""
+  if step is not None and step >= config.num_train_steps:
+    return
   sys.stdout.flush()
   sys.stderr.write("%s: error: no training step for %d s (%s): a host of the cluster stopped "
                    "or hangs, and TensorFlow's all-reduce waits for it without end; stop every "
