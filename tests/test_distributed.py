@@ -202,14 +202,15 @@ def test_two_cpu_replicas_train_then_resume_on_one_device(fortunes_data):
 
 def test_killed_worker_then_both_restarted_resume_from_the_last_checkpoint(fortunes_data):
     """Two trainer processes on loopback (TF_CONFIG); one is killed mid-run. TF 1.15's
-    all-reduce has no timeout, so the other waits: it is stopped too, both are started
-    again, and they go on from the last checkpoint to the last step."""
+    all-reduce has no timeout, so the other would wait without end: it stops itself after
+    PEER_TIMEOUT_S seconds without a step, in one line; both are started again, and they go
+    on from the last checkpoint to the last step."""
     model_dir = os.path.join(fortunes_data, "models", "workers")
     hparams = tiny(num_train_steps=12, save_checkpoints_steps=4)
     args = [PY, "run_pretraining.py", "--data-dir", fortunes_data, "--model-name", "workers",
             "--hparams", json.dumps(hparams)]
     cluster = ["127.0.0.1:%d" % port for port in free_ports(2)]
-    procs = start_workers(args, cluster, cwd=ELECTRA_DIR, bufsize=1)
+    procs = start_workers(args, cluster, {"PEER_TIMEOUT_S": "30"}, cwd=ELECTRA_DIR, bufsize=1)
     try:
         seen = []
         for line in procs[0].stdout:            # the chief's progress lines
@@ -220,6 +221,13 @@ def test_killed_worker_then_both_restarted_resume_from_the_last_checkpoint(fortu
         assert seen and STEP_LINE.match(seen[-1]), "".join(seen)[-3000:]
         procs[1].kill()
         procs[1].wait(timeout=60)
+        rest = procs[0].communicate(timeout=120)[0]   # before: no end
+        assert procs[0].returncode == 1, rest[-3000:]
+        errors = [l for l in rest.splitlines() if ": error: " in l]
+        assert len(errors) == 1 and "Traceback" not in rest, rest[-3000:]
+        assert errors[0].startswith("run_pretraining.py: error: no training step for 30 s "
+                                    "(PEER_TIMEOUT_S): a host of the cluster stopped or hangs")
+        assert "training stopped at step " in errors[0], errors[0]
     finally:
         for proc in procs:
             proc.kill()
@@ -233,6 +241,10 @@ def test_killed_worker_then_both_restarted_resume_from_the_last_checkpoint(fortu
     for proc, output in zip(procs, outputs):
         assert proc.returncode == 0, output[-3000:]
         assert "(step %d)" % last in output and "Resuming from" in output, output[-3000:]
+        # The wait for the other host is said, and ends; TF's server goes without a
+        # traceback at exit ("Exception ignored in Server.__del__").
+        assert "Waiting for the other host(s) of the cluster" in output, output[-3000:]
+        assert "All 2 hosts are up" in output and "Traceback" not in output, output[-3000:]
     steps = [int(m.group(1)) for m in STEP_LINE.finditer(outputs[0])]
     assert steps[0] == last + 1 and steps[-1] == 12, outputs[0][-3000:]
     tf = tf1()

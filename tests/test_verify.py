@@ -22,8 +22,11 @@ def tiny_run(tmp_path_factory):
     # TensorFlow's log level as make sets it (errors shown), to see what a user sees.
     proc = run([PY, "-m", "wrapper.tf_reference", "--data-dir", root,
                 "--model-name", MODEL_NAME], cwd=REPO, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert "tf_reference: %s" % os.path.join(root, "models", MODEL_NAME, "verify",
+    # Scratch under D/.cache: nothing of verify's is written into the model directory.
+    assert "tf_reference: %s" % os.path.join(root, ".cache", "verify", MODEL_NAME,
                                              "tf-reference.npz") in proc.stdout
+    assert sorted(os.listdir(os.path.join(root, "models", MODEL_NAME))) == \
+        ["checkpoint", "hf", "model.ckpt-40.data-00000-of-00001", "model.ckpt-40.index"]
     # A CPU-only machine: TensorFlow's CUDA start-up error is not shown as if it mattered.
     assert "cuInit" not in proc.stderr, proc.stderr
     return root
@@ -93,3 +96,13 @@ def test_verify_without_tf_logits_says_which_command_computes_them(tmp_path):
     root = make_data_dir(str(tmp_path / "data"))
     proc = verify(PY, root, check=False)
     assert_one_line_error(proc, "tf-reference.npz is missing", "python -m wrapper.tf_reference")
+
+
+@pytest.mark.parametrize("python", ["legacy", "modern"])
+def test_verify_of_an_hf_directory_lacking_its_vocab_is_one_line(tiny_run, tmp_path, python):
+    root = str(tmp_path / "data")
+    shutil.copytree(tiny_run, root)
+    os.remove(os.path.join(hf_dir(root, "discriminator"), "vocab.txt"))
+    proc = verify(PY if python == "legacy" else need_modern(), root, check=False)
+    assert_one_line_error(proc, "%s lacks vocab.txt" % hf_dir(root, "discriminator"),
+                          "convert again (make convert)", program="wrapper.verify")

@@ -109,8 +109,19 @@ def check_encoding(name):
                         "or cp1252" % name)
     if codec.name == "utf-8":
         return codec.name
-    ascii_kept = bytes(range(128)).decode(codec.name, "replace") == bytes(range(128)).decode()
-    single_byte = len(bytes(range(256)).decode(codec.name, "replace")) == 256
+    if not getattr(codec, "_is_text_encoding", True):
+        # rot13, hex, base64, zlib ...: Python's transforms of bytes or text, not encodings.
+        raise UserError("CORPUS_ENCODING=%s is not a text encoding (Python's %s codec "
+                        "transforms bytes or text); use utf-8 (the default), latin1 or cp1252"
+                        % (name, codec.name))
+    # ASCII text, escapes included (unicode_escape reads "\\n" as a newline,
+    # raw_unicode_escape "\\u0041" and utf-7 "+AGE-" as a letter), must read as itself.
+    ascii_text = bytes(range(128)) + b"\\n\\x41\\u0041+AGE-"
+    try:
+        ascii_kept = ascii_text.decode(codec.name, "replace") == ascii_text.decode("ascii")
+        single_byte = len(bytes(range(256)).decode(codec.name, "replace")) == 256
+    except UnicodeError:   # idna, punycode, undefined: codecs that read no such bytes
+        ascii_kept = single_byte = False
     if not (ascii_kept and single_byte):
         raise UserError("CORPUS_ENCODING=%s is not a single-byte encoding that keeps ASCII; "
                         "convert the text first: iconv -f %s -t utf-8 FILE > FILE.utf8"

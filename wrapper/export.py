@@ -12,12 +12,13 @@ a model card README.md. Each directory is complete or absent.
 """
 import collections
 import datetime
+import errno
 import json
 import os
 import re
 import shutil
 
-from wrapper import convert, fsutil, hf_tokenizer, paths, tf_checkpoint
+from wrapper import convert, corpus, fsutil, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
 from wrapper.electra import configure_pretraining
 
@@ -219,6 +220,17 @@ def model_card(network, model_name, hf_config, run_config, hparams, hparams_sour
 
 # ---- the stage -------------------------------------------------------------------------
 
+def write_failure(error):
+    """The OSError behind a failed write: torch.save and safetensors report a full disk as
+    their own errors, carrying only the system's text ("... No space left on device")."""
+    if isinstance(error, OSError):
+        return error
+    for number in (errno.ENOSPC, errno.EDQUOT):
+        if os.strerror(number) in str(error):
+            return OSError(number, os.strerror(number))
+    return None
+
+
 def export(data_dir, model_name, log=print):
     model_dir = paths.model_dir(data_dir, model_name)
     if not os.path.isdir(model_dir):
@@ -249,15 +261,23 @@ def export(data_dir, model_name, log=print):
         out = paths.hf_dir(data_dir, model_name, network)
         model, arrays = convert.convert(prefix, hf_config, network,
                                         what="the hparams and checkpoint shapes")
-        with fsutil.atomic_output_dir(out, owned=lambda rel: rel in OUTPUT_FILES,
-                                      what="Hugging Face directory") as partial:
-            convert.write_model(partial, model, arrays, hf_config, network, safetensors=True)
-            hf_tokenizer.write_tokenizer_files(
-                partial, vocab_path, do_lower_case, strip_accents=True,
-                max_length=hf_config["max_position_embeddings"])
-            with open(os.path.join(partial, "README.md"), "w", encoding="utf-8") as f:
-                f.write(model_card(network, model_name, hf_config, run_config, hparams, source,
-                                   step, vocab_lines, do_lower_case, data_dir))
+        try:
+            with fsutil.atomic_output_dir(out, owned=lambda rel: rel in OUTPUT_FILES,
+                                          what="Hugging Face directory") as partial:
+                convert.write_model(partial, model, arrays, hf_config, network,
+                                    safetensors=True)
+                hf_tokenizer.write_tokenizer_files(
+                    partial, vocab_path, do_lower_case, strip_accents=True,
+                    max_length=hf_config["max_position_embeddings"])
+                with open(os.path.join(partial, "README.md"), "w", encoding="utf-8") as f:
+                    f.write(model_card(network, model_name, hf_config, run_config, hparams,
+                                       source, step, vocab_lines, do_lower_case, data_dir))
+        except Exception as e:   # pylint: disable=broad-except
+            full = corpus.disk_full_error(write_failure(e), os.path.dirname(out),
+                                          what="the %s's Hugging Face model" % network)
+            if full is None:
+                raise
+            raise UserError("%s (%s was left as it was)" % (full, out))
         written.append(out)
         log("%s: %s, %d tensors, hidden %d x %d layers -> %s"
             % (network, os.path.basename(prefix), len(arrays), hf_config["hidden_size"],

@@ -140,8 +140,13 @@ def hf_dir(data_dir, model_name, network):  # network: discriminator | generator
     return os.path.join(model_dir(data_dir, model_name), "hf", network)
 
 
+def cache_dir(data_dir):           # scratch files of ours, never in a model directory
+    return os.path.join(data_dir, ".cache")
+
+
 def tf_reference_file(data_dir, model_name):  # verify's TF logits (wrapper.tf_reference)
-    return os.path.join(model_dir(data_dir, model_name), "verify", "tf-reference.npz")
+    return os.path.join(cache_dir(data_dir), "verify", check_model_name(model_name),
+                        "tf-reference.npz")
 
 
 def evaluation_dir(data_dir, model_name):  # make evaluate's TASK.json and TASK.png

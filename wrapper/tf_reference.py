@@ -5,18 +5,20 @@
 Run with .venv's Python (TF 1.15). It tokenizes fixed Spanish sentences (plus the first
 lines of D/corpus) with the builder's FullTokenizer, runs third_party/electra's inference
 graph (pretraining_model.run_inference_logits) restored from the latest checkpoint, and
-writes D/models/N/verify/tf-reference.npz: the token ids, the logits of each network, the
-sizes the graph was actually built with (variable shapes, attention heads) and the Hugging
-Face configs the export derives. `python -m wrapper.verify` then compares the converted
-models with it, once in each environment.
+writes D/.cache/verify/N/tf-reference.npz (scratch, never in the model directory): the token
+ids, the logits of each network, the sizes the graph was actually built with (variable
+shapes, attention heads) and the Hugging Face configs the export derives.
+`python -m wrapper.verify` then compares the converted models with it, once in each
+environment.
 """
 import glob
 import json
 import os
+import zipfile
 
 import numpy as np
 
-from wrapper import convert, export, hf_tokenizer, paths, tf_checkpoint
+from wrapper import convert, corpus, export, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
 from wrapper.electra import tokenization
 
@@ -130,23 +132,28 @@ def compute(data_dir, model_name):
 
 
 def save(arrays, path):
-    """The npz via a temporary sibling and a rename: complete or absent."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """The npz (np.load reads it) via a temporary sibling and a rename: complete or absent.
+    The archive is closed by its `with` even when a write fails, so that no half-closed
+    ZipFile is left to complain at exit (np.savez leaves one on a full disk)."""
     tmp = "%s.partial-%d" % (path, os.getpid())
     try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f, zipfile.ZipFile(f, "w") as archive:
+            for name, array in arrays.items():
+                with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
         os.replace(tmp, path)
     except OSError as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise UserError("cannot write %s: %s; give --output a writable path"
-                        % (path, e.strerror or e))
+        full = corpus.disk_full_error(e, os.path.dirname(path), what="the TF logits")
+        raise full or UserError("cannot write %s: %s; give --output a writable path"
+                                % (path, e.strerror or e))
 
 
 def main(argv=None):
     parser = model_parser("python -m wrapper.tf_reference", __doc__.split("\n")[0])
-    parser.add_argument("--output", help="default: DATA_DIR/models/NAME/verify/tf-reference.npz")
+    parser.add_argument("--output", help="default: DATA_DIR/.cache/verify/NAME/tf-reference.npz")
     args = parser.parse_args(argv)
     path = args.output or paths.tf_reference_file(args.data_dir, args.model_name)
     arrays = compute(args.data_dir, args.model_name)

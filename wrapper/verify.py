@@ -4,7 +4,7 @@
     python -m wrapper.verify --data-dir D --model-name N         # .venv, then .venv-modern
 
 A plain comparer, run once in each environment against the npz that wrapper.tf_reference
-wrote from the latest checkpoint (D/models/N/verify/tf-reference.npz):
+wrote from the latest checkpoint (D/.cache/verify/N/tf-reference.npz):
 - config.json of each network against the sizes the TF graph was actually built with
   (variable shapes and attention heads) and the rest of the run's hparams;
 - the tokenizers' ids against the builder's FullTokenizer on the same sentences;
@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from wrapper import convert, paths, tf_checkpoint
+from wrapper import convert, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
 
 TOLERANCE = 1e-4
@@ -97,11 +97,18 @@ def compare(report, label, network, logits, ref, argmax_only=False):
 
 
 def hf_dirs(data_dir, model_name, networks):
+    """{network: its converted directory}, each holding the config and tokenizer files
+    (a missing weights file is a failed check of its own)."""
     dirs = {}
     for network in networks:
         path = paths.hf_dir(data_dir, model_name, network)
-        if not os.path.isfile(os.path.join(path, "config.json")):
+        if not os.path.isfile(os.path.join(path, convert.CONFIG_NAME)):
             raise UserError("%s is missing or incomplete; convert first (make convert)" % path)
+        missing = [name for name in hf_tokenizer.TOKENIZER_FILES
+                   if not os.path.isfile(os.path.join(path, name))]
+        if missing:
+            raise UserError("%s lacks %s, so its tokenizer cannot load; convert again (make "
+                            "convert) to write the whole directory" % (path, " and ".join(missing)))
         dirs[network] = path
     return dirs
 
@@ -219,7 +226,7 @@ def main(argv=None):
         "Compare the converted Hugging Face models with our TF graph's logits (written by "
         "python -m wrapper.tf_reference) in this environment.")
     parser.add_argument("--tf-reference",
-                        help="default: DATA_DIR/models/NAME/verify/tf-reference.npz")
+                        help="default: DATA_DIR/.cache/verify/NAME/tf-reference.npz")
     args = parser.parse_args(argv)
     return verify(args.data_dir, args.model_name, args.tf_reference)
 

@@ -25,6 +25,7 @@ from wrapper.electra import tokenization
 SPECIAL_TOKENS = tokenization.SPECIAL_TOKENS
 MBERT = "bert-base-multilingual-cased"
 MAX_UNK_FRACTION = 0.01       # of a trained vocab's tokens on a sample of its own corpus
+LIMIT_ALPHABET = 1000         # characters the WordPiece trainer keeps (tokenizers' default)
 SAMPLE_LINES = 2000
 
 
@@ -89,18 +90,54 @@ def trained_tokens(data_dir, vocab_size):
     tokenizer = BertWordPieceTokenizer(lowercase=False, strip_accents=False, clean_text=True,
                                        handle_chinese_chars=True, wordpieces_prefix="##")
     tokenizer.train(corpus_files(data_dir), vocab_size=vocab_size, min_frequency=2,
-                    special_tokens=list(SPECIAL_TOKENS), show_progress=sys.stderr.isatty(),
-                    wordpieces_prefix="##")
+                    limit_alphabet=LIMIT_ALPHABET, special_tokens=list(SPECIAL_TOKENS),
+                    show_progress=sys.stderr.isatty(), wordpieces_prefix="##")
     with tempfile.TemporaryDirectory() as tmp:
         saved = tokenizer.save(tmp, "trained")
         saved = saved[0] if isinstance(saved, list) else saved
         return read_tokens(saved)
 
 
+def unknown_words(tokenizer, lines, limit=3):
+    """Up to `limit` different words of `lines` that BERT's tokenizer makes [UNK], and how
+    many such words there are in all."""
+    found, count = [], 0
+    for line in lines:
+        for word in tokenizer.basic_tokenizer.tokenize(line):
+            if "[UNK]" in tokenizer.wordpiece_tokenizer.tokenize(word):
+                count += 1
+                if len(found) < limit and word[:40] not in [w[:40] for w in found]:
+                    found.append(word)
+    return found, count
+
+
+def unknown_advice(tokenizer, words):
+    """Why those words are [UNK] and what helps (a larger VOCAB_SIZE does not: the trainer
+    keeps every character it keeps at any size)."""
+    longest = tokenizer.wordpiece_tokenizer.max_input_chars_per_word
+    long_words = [w for w in words if len(w) > longest]
+    if long_words:
+        return ("BERT's tokenizer makes any word longer than %d characters [UNK] (e.g. %r): "
+                "the corpus holds long runs without spaces (URLs, encoded data, markup?); "
+                "clean them out of it" % (longest, long_words[0][:40]))
+    missing = sorted({c for w in words for c in w
+                      if c not in tokenizer.vocab and "##" + c not in tokenizer.vocab})
+    return ("the vocab lacks the character(s) %s: the WordPiece trainer keeps the %d most "
+            "frequent characters of the corpus, whatever VOCAB_SIZE, so a larger VOCAB_SIZE "
+            "does not help; take text in other scripts out of the corpus"
+            % (" ".join(missing[:10]), LIMIT_ALPHABET))
+
+
 def check_usable(vocab_path, data_dir):
-    """A trained vocab must suit BERT's tokenizer: '##' pieces, few [UNK] on its corpus."""
+    """A trained vocab must suit BERT's tokenizer: '##' continuation pieces in it, few [UNK]
+    on its own corpus."""
     from transformers import BertTokenizer
     tokenizer = BertTokenizer(vocab_path, do_lower_case=False)
+    if not any(t.startswith("##") for t in tokenizer.vocab):
+        raise UserError("the trained vocab (%d tokens) holds no '##' continuation pieces, which "
+                        "BERT's tokenizer needs for the parts of a word; the tokenizers package "
+                        "did not train it as WordPiece: check its version against "
+                        "requirements.lock" % len(tokenizer.vocab))
     lines = []
     for name in corpus_files(data_dir):     # the first lines of every file
         with open(name, encoding="utf-8") as f:
@@ -108,10 +145,12 @@ def check_usable(vocab_path, data_dir):
     pieces = [t for line in lines for t in tokenizer.tokenize(line)]
     unknown = sum(1 for t in pieces if t == "[UNK]")
     continuation = sum(1 for t in pieces if t.startswith("##"))
-    if not pieces or unknown > MAX_UNK_FRACTION * len(pieces) or not continuation:
-        raise UserError("the trained vocab does not suit BERT's tokenizer on the corpus "
-                        "(%d of %d tokens [UNK], %d '##' pieces); try a larger VOCAB_SIZE"
-                        % (unknown, len(pieces), continuation))
+    if unknown > MAX_UNK_FRACTION * len(pieces):
+        words, count = unknown_words(tokenizer, lines)
+        raise UserError("the trained vocab makes %d of %d tokens of the corpus [UNK] (%d words, "
+                        "e.g. %s; at most %d%% may be); %s"
+                        % (unknown, len(pieces), count, " ".join(repr(w[:40]) for w in words),
+                           round(100 * MAX_UNK_FRACTION), unknown_advice(tokenizer, words)))
     return {"sample_tokens": len(pieces), "unknown": unknown, "continuation": continuation}
 
 

@@ -115,10 +115,26 @@ def _accepts(types, value):
   return isinstance(value, tuple(t for t in types if t is not bool))
 
 
+# TensorFlow holds counts and sizes in int64: a larger integer is no value of any hparam.
+MAX_INT = 2 ** 63 - 1
+
+
+def shown(value, limit=80):
+  """A value as JSON for an error line, cut at `limit` characters."""
+  try:
+    text = json.dumps(value)
+  except RecursionError:
+    text = "[[[..."
+  return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_value(key, value, types, nullable, where="hparam"):
   if value is None and nullable:
     return
   if _accepts(types, value):
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+      raise HparamError("%s %s = %s; it must be at most 2**63-1 (%d) in absolute value"
+                        % (where, key, shown(value, 40), MAX_INT))
     return
   hint = ""
   if bool in types and isinstance(value, str):
@@ -128,7 +144,7 @@ def _check_value(key, value, types, nullable, where="hparam"):
   elif isinstance(value, str) and (int in types or float in types):
     hint = " (write the number without quotes)"
   raise HparamError("%s %s = %s has type %s; expected %s%s" % (
-      where, key, json.dumps(value), type(value).__name__, _type_name(types), hint))
+      where, key, shown(value), type(value).__name__, _type_name(types), hint))
 
 
 def expected_types(key):
@@ -157,7 +173,7 @@ def check_hparams(hparams):
                  where="model_hparam_overrides")
   if "model_size" in hparams and hparams["model_size"] not in MODEL_SIZES:
     raise HparamError("hparam model_size = %s; expected one of %s"
-                      % (json.dumps(hparams["model_size"]), ", ".join(MODEL_SIZES)))
+                      % (shown(hparams["model_size"]), ", ".join(MODEL_SIZES)))
 
 
 def load_hparams(text_or_path):
@@ -187,6 +203,10 @@ def parse_json(text, source):
     return json.loads(text, parse_constant=_refuse_constant)
   except ValueError as e:
     raise HparamError("%s is not valid JSON (%s)" % (source, e))
+  except RecursionError:   # arrays or objects nested about 1,000 deep
+    raise HparamError("%s nests arrays or objects too deeply to read; hparams are a JSON "
+                      "object of values (model_hparam_overrides: one object inside it)"
+                      % source)
 
 
 # ---- sizes and ranges ------------------------------------------------------------------
@@ -236,6 +256,13 @@ def _finite(value):
 _POSITIVE = (lambda v: _finite(v) and v > 0, "positive")
 _AT_LEAST_ONE = (lambda v: v >= 1, "at least 1")
 _NOT_NEGATIVE = (lambda v: _finite(v) and v >= 0, "zero or more")
+# Replicas of one host, GPUs or CPU devices: the largest hosts have 16 GPUs, and CPU replicas
+# beyond the cores only share them (each is a whole copy of the model). A fixed bound, not
+# this machine's count: hparams.json is checked where it is made and may train elsewhere
+# (the build_plan of the run checks num_gpus against the GPUs it sees). Without one, a typo
+# such as 1000000 builds a million model copies, growing memory for minutes.
+MAX_REPLICAS_PER_HOST = 64
+_REPLICAS = "at most %d" % MAX_REPLICAS_PER_HOST
 RANGES = collections.OrderedDict([
     ("learning_rate", _POSITIVE),
     ("lr_decay_power", _NOT_NEGATIVE),
@@ -258,8 +285,9 @@ RANGES = collections.OrderedDict([
     ("train_batch_size", _AT_LEAST_ONE),
     ("eval_batch_size", _AT_LEAST_ONE),
     ("num_tpu_cores", _AT_LEAST_ONE),
-    ("num_gpus", _AT_LEAST_ONE),
-    ("num_cpu_replicas", _NOT_NEGATIVE),
+    ("num_gpus", (lambda v: 1 <= v <= MAX_REPLICAS_PER_HOST, "at least 1 and " + _REPLICAS)),
+    ("num_cpu_replicas", (lambda v: 0 <= v <= MAX_REPLICAS_PER_HOST,
+                          "zero or more and " + _REPLICAS)),
     ("precision", (lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS))),
     ("seed", (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")),
 ])

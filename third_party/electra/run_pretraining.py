@@ -711,11 +711,21 @@ def train_or_eval(config):
     log("Running training")
     train_input_fn = input_fn_builder(config, files, True)
     if plan.multi_worker:
+      try:   # bounded and said: TensorFlow's own wait for a missing host has no end
+        timeout_s = distribute.peer_timeout_s()
+        distribute.wait_for_peers(distribute.tf_config(), log, timeout_s)
+      except distribute.DistributeError as e:
+        raise UserError(str(e))
+      distribute.stop_when_stalled(lambda: RUN_STATE["step"], timeout_s,
+                                   lambda step: stop_stalled(config, timeout_s, step))
       # Estimator.train refuses a TF_CONFIG cluster; train_and_evaluate runs each host as
       # an independent worker (its own server, collective all-reduce); no evaluator job.
-      tf.estimator.train_and_evaluate(
-          estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=config.num_train_steps),
-          tf.estimator.EvalSpec(train_input_fn, steps=1))
+      try:
+        tf.estimator.train_and_evaluate(
+            estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=config.num_train_steps),
+            tf.estimator.EvalSpec(train_input_fn, steps=1))
+      finally:
+        distribute.release_server()
     else:
       estimator.train(input_fn=train_input_fn, max_steps=config.num_train_steps)
     return None
@@ -727,6 +737,21 @@ def train_or_eval(config):
     log("  %s = %s" % (key, results[key]))
   write_results(config, results)
   return results
+
+
+def stop_stalled(config, timeout_s, step):
+  """Ends a cluster's run whose steps stopped: one line, status 1 (from the watch thread;
+  the main thread is stuck in TensorFlow's all-reduce, so the process exits at once).
+  After the last step nothing waits for another host (the chief's final save may be long)."""
+  if step is not None and step >= config.num_train_steps:
+    return
+  sys.stdout.flush()
+  sys.stderr.write("%s: error: no training step for %d s (%s): a host of the cluster stopped "
+                   "or hangs, and TensorFlow's all-reduce waits for it without end; stop every "
+                   "host and start them all again; training stopped %s\n"
+                   % (PROG, timeout_s, distribute.PEER_TIMEOUT_ENV, where_it_stopped(config)))
+  sys.stderr.flush()
+  os._exit(1)  # pylint: disable=protected-access
 
 
 # ---- devices -------------------------------------------------------------------------------
@@ -803,15 +828,21 @@ def where_it_stopped(config):
   return "%s; no checkpoint yet: the next run starts from step 0" % text
 
 
+# errno -> what the line says: a full file system, or the user's quota on it spent.
+DISK_FULL = {errno.ENOSPC: "no space left on the device",
+             errno.EDQUOT: "the disk quota is exceeded"}
+
+
 def disk_full_text(config, error):
-  """`no space left on the device in DIR (X free of Y; a checkpoint ... needs about Z)`."""
+  """`no space left on the device in DIR (X free of Y; a checkpoint ... needs about Z)`, or
+  `the disk quota is exceeded in DIR (...)`."""
   directory = config.model_dir
   for path in (getattr(error, "path", None), getattr(error, "filename", None)):
     if path:
       directory = os.path.dirname(path)
   while directory and not os.path.isdir(directory):
     directory = os.path.dirname(directory)
-  text = "no space left on the device in %s" % directory
+  text = "%s in %s" % (DISK_FULL[disk_full_errno(error)], directory)
   try:
     stat = os.statvfs(directory)
     text += " (%s free of %s" % (megabytes(stat.f_bavail * stat.f_frsize),
@@ -825,12 +856,17 @@ def disk_full_text(config, error):
   return text
 
 
-def is_disk_full(error):
+def disk_full_errno(error):
+  """ENOSPC or EDQUOT when `error` is a write that found no room, else None."""
   if isinstance(error, WriteError):
     error = error.error
   if isinstance(error, OSError):
-    return error.errno == errno.ENOSPC
-  return "No space left on device" in error_text(error)
+    return error.errno if error.errno in DISK_FULL else None
+  text = error_text(error)
+  for number in DISK_FULL:   # TensorFlow's message carries strerror's text
+    if os.strerror(number) in text:
+      return number
+  return None
 
 
 def main(argv=None):
@@ -864,11 +900,12 @@ def main(argv=None):
     flush_summary_writers()
     if config is None:
       raise
-    if is_disk_full(e):
+    if disk_full_errno(e):
       if config.do_train and tf.io.gfile.exists(config.model_dir):
         remove_partial_checkpoints(config.model_dir)  # the failed save's part: space back
-      sys.stderr.write("%s: error: %s; free some space there%s\n" % (
+      sys.stderr.write("%s: error: %s; free some space there%s%s\n" % (
           PROG, disk_full_text(config, e),
+          " (or have your quota raised)" if disk_full_errno(e) == errno.EDQUOT else "",
           "; training stopped " + where_it_stopped(config) if config.do_train else ""))
       return 1
     if isinstance(e, (WriteError, OSError)):
