@@ -44,6 +44,11 @@ def step_key(seed: int, step: torch.Tensor) -> torch.Tensor:
     return _mix(_mix((step & _M32) ^ (seed & _M32)) ^ ((step >> 32) & _M32))
 
 
+def substream(key: torch.Tensor, place: int) -> torch.Tensor:
+    """A key of its own for one place of the step (a layer, say), from the step's key."""
+    return _mix(_mix(key) ^ ((place * 0x2545F491) & _M32))
+
+
 def uniform(key: torch.Tensor, stream: int, rows: torch.Tensor,
             shape: Sequence[int]) -> torch.Tensor:
     """Uniform floats in [0, 1) of shape [len(rows), *shape]; rows are global row indices."""

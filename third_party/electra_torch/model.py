@@ -147,27 +147,38 @@ class Layer(nn.Module):
                                                  dropout_p=dropout.attention_rate)
         context = context.transpose(1, 2).reshape(B, T, H)            # [B, T, H]
         out = self.attention["output"]
-        attended = out["LayerNorm"](dropout(out["dense"](context)) + x)
+        attended = out["LayerNorm"](dropout(out["dense"](context), 1) + x)
         inner = self.act(self.intermediate["dense"](attended))        # [B, T, 4H]
-        return self.output["LayerNorm"](dropout(self.output["dense"](inner)) + attended)
+        return self.output["LayerNorm"](dropout(self.output["dense"](inner), 2) + attended)
+
+
+def run_layer(layer: Layer, x: torch.Tensor, bias: torch.Tensor, dropout: "Dropout") -> torch.Tensor:
+    """One encoder layer: the region torch.compile compiles once and every layer of the same
+    width reuses (Electra.compile_regions), which keeps compiling to seconds."""
+    return layer(x, bias, dropout)
 
 
 class Dropout:
-    """Hidden dropout from draws' counter-based noise (one stream per call site and row, so a
-    batch split over processes drops what one process drops); attention dropout is SDPA's."""
+    """Hidden dropout from draws' counter-based noise, one stream per (key, call site, row), so
+    a batch split over processes drops what one process drops; attention dropout is SDPA's.
+    key None: no dropout."""
 
     def __init__(self, rate: float, attention_rate: float, key: Optional[torch.Tensor],
                  rows: Optional[torch.Tensor]):
         self.rate = rate if key is not None else 0.0
         self.attention_rate = attention_rate if key is not None else 0.0
-        self.key, self.rows, self.site = key, rows, 0
+        self.key, self.rows = key, rows
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def at(self, place: int) -> "Dropout":
+        """The same dropout with a key of its own for one place (a layer, the embeddings)."""
+        if self.key is None:
+            return self
+        return Dropout(self.rate, self.attention_rate, draws.substream(self.key, place), self.rows)
+
+    def __call__(self, x: torch.Tensor, site: int) -> torch.Tensor:
         if not self.rate:
             return x
-        self.site += 1
-        keep = draws.uniform(self.key, draws.DROPOUT + self.site, self.rows, x.shape[1:]) \
-            >= self.rate
+        keep = draws.uniform(self.key, draws.DROPOUT + site, self.rows, x.shape[1:]) >= self.rate
         return torch.where(keep, x / (1.0 - self.rate), torch.zeros_like(x))
 
 
@@ -187,7 +198,7 @@ class Transformer(nn.Module):
 
     def forward(self, embeddings: Embeddings, input_ids: torch.Tensor, input_mask: torch.Tensor,
                 segment_ids: torch.Tensor, dropout: Dropout, probe: Optional[torch.Tensor],
-                word_rows_counted: bool) -> torch.Tensor:
+                word_rows_counted: bool, layer_fn=run_layer) -> torch.Tensor:
         """[B, T] ids -> [B, T, H]; the rows of only-gathered tables are tapped (NormTap)."""
         T = input_ids.shape[1]
         words = F.embedding(input_ids, embeddings.word_embeddings)                     # [B, T, E]
@@ -195,12 +206,12 @@ class Transformer(nn.Module):
             words = tap(words, probe)
         types = tap(F.embedding(segment_ids, embeddings.token_type_embeddings), probe) # [B, T, E]
         x = words + types + embeddings.position_embeddings[:T]
-        x = dropout(embeddings.LayerNorm(x))
+        x = dropout.at(0)(embeddings.LayerNorm(x), 0)
         if hasattr(self, "embeddings_project"):
             x = self.embeddings_project(x)                                   # [B, T, H]
         bias = (1.0 - input_mask[:, None, None, :].float()) * ATTENTION_MASK_BIAS   # [B,1,1,T]
-        for layer in self.encoder.values():
-            x = layer(x, bias, dropout)
+        for i, layer in enumerate(self.encoder.values()):
+            x = layer_fn(layer, x, bias, dropout.at(i + 1))
         return x
 
 
@@ -275,6 +286,14 @@ class Electra(nn.Module):
         if config.electra_objective:
             self.discriminator_predictions = DiscriminatorHead(
                 disc.hidden_size, disc.initializer_range, disc.hidden_act)
+        self.layer_fn = run_layer
+        self.head_fn = None   # objective.generator_head_outputs, set by the objective
+
+    def compile_regions(self, head_fn) -> None:
+        """torch.compile the encoder layer (compiled once per width, reused by every layer) and
+        the generator's head with its loss and sample."""
+        self.layer_fn = torch.compile(run_layer, dynamic=False)
+        self.head_fn = torch.compile(head_fn, dynamic=False)
 
     def generator_network(self) -> Tuple[Transformer, Embeddings]:
         if self.own_generator:
@@ -282,22 +301,30 @@ class Electra(nn.Module):
             return net, getattr(net, "embeddings", self.electra.embeddings)
         return self.electra, self.electra.embeddings
 
+    def generator_hidden(self, input_ids, input_mask, segment_ids, positions, dropout, probe):
+        """The generator's hidden states [B, N, H] at positions [B, N] (all when None), and the
+        word table its head reads."""
+        net, embeddings = self.generator_network()
+        hidden = net(embeddings, input_ids, input_mask, segment_ids, dropout, probe, False,
+                     self.layer_fn)
+        if positions is not None:
+            hidden = torch.gather(hidden, 1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
+        return hidden, embeddings.word_embeddings
+
     def generator_logits(self, input_ids, input_mask, segment_ids, positions, dropout, probe):
         """Logits [B, N, V] at positions [B, N] (every position when None)."""
         if self.config.uniform_generator:
             B = input_ids.shape[0]
             N = positions.shape[1] if positions is not None else input_ids.shape[1]
             return torch.zeros(B, N, self.disc_sizes.vocab_size, device=input_ids.device)
-        net, embeddings = self.generator_network()
-        hidden = net(embeddings, input_ids, input_mask, segment_ids, dropout, probe, False)
-        if positions is not None:
-            hidden = torch.gather(hidden, 1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
-        return self.generator_predictions(hidden, embeddings.word_embeddings).float()
+        hidden, table = self.generator_hidden(input_ids, input_mask, segment_ids, positions,
+                                              dropout, probe)
+        return self.generator_predictions(hidden, table).float()
 
     def discriminator_logits(self, input_ids, input_mask, segment_ids, dropout, probe):
         hidden = self.electra(self.electra.embeddings, input_ids, input_mask, segment_ids,
                               dropout, probe, self.config.uniform_generator or self.own_generator
-                              and self.config.untied_generator_embeddings)
+                              and self.config.untied_generator_embeddings, self.layer_fn)
         return self.discriminator_predictions(hidden).float()                  # [B, T]
 
     def row_counted_tables(self) -> List[nn.Parameter]:

@@ -108,6 +108,22 @@ def sample(logits: torch.Tensor, temperature: float, disallow: Optional[torch.Te
     return torch.argmax(logits + gumbel, -1)
 
 
+def generator_outputs(logits, ids, temperature: float, disallow_correct: bool, key, rows):
+    """Per-slot cross-entropy [B, N], argmax and a sample of the generator's logits [B, N, V]."""
+    per_slot = F.cross_entropy(logits.transpose(1, 2), ids, reduction="none")
+    sampled = sample(logits, temperature, ids if disallow_correct else None, key, rows)
+    return per_slot, logits.argmax(-1), sampled
+
+
+def generator_head_outputs(head, hidden, table, ids, temperature: float, disallow_correct: bool,
+                           key, rows):
+    """generator_outputs of the head's logits: the region torch.compile fuses, so that the
+    [B, N, V] logits are read by one kernel for the loss and one for the sample, and the
+    Gumbel noise is never written (Electra.compile_regions)."""
+    return generator_outputs(head(hidden, table).float(), ids, temperature, disallow_correct,
+                             key, rows)
+
+
 def electra_losses(model: Electra, input_ids, input_mask, segment_ids, special: SpecialIds,
                    key: torch.Tensor, rows: torch.Tensor, training: bool,
                    mlm_count: Optional[torch.Tensor] = None,
@@ -124,25 +140,32 @@ def electra_losses(model: Electra, input_ids, input_mask, segment_ids, special: 
                       key if training else None, rows)
     masked = given.masked or mask_inputs(input_ids, input_mask, special, config.mask_prob,
                                          config.max_predictions_per_seq, key, rows)
-    logits = model.generator_logits(masked.input_ids, input_mask, segment_ids, masked.positions,
-                                    dropout, probe)                               # [B, N, V]
-    per_slot = F.cross_entropy(logits.transpose(1, 2), masked.ids, reduction="none")  # [B, N]
+    if config.uniform_generator:
+        logits = model.generator_logits(masked.input_ids, input_mask, segment_ids,
+                                        masked.positions, dropout, probe)         # [B, N, V]
+        per_slot, preds, sampled = generator_outputs(
+            logits, masked.ids, config.temperature, config.disallow_correct, key, rows)
+    else:
+        hidden, table = model.generator_hidden(masked.input_ids, input_mask, segment_ids,
+                                               masked.positions, dropout, probe)  # [B, N, H]
+        head_fn = model.head_fn or generator_head_outputs
+        per_slot, preds, sampled = head_fn(
+            model.generator_predictions, hidden, table, masked.ids, config.temperature,
+            config.disallow_correct, key, rows)
     mlm_sum = (masked.weights * per_slot).sum()
     if mlm_count is None:
         mlm_count = masked.weights.sum()
     mlm = mlm_sum / (mlm_count + 1e-6)
     total = config.gen_weight * mlm
-    metrics = {"masked_lm_ids": masked.ids, "masked_lm_preds": logits.argmax(-1),
+    metrics = {"masked_lm_ids": masked.ids, "masked_lm_preds": preds,
                "masked_lm_weights": masked.weights, "mlm_loss": per_slot}
     disc_sum = torch.zeros((), device=input_ids.device)
     if disc_count is None:
         disc_count = input_mask.sum().float()
     if config.electra_objective:
         original, _ = scatter_update(masked.input_ids, masked.ids, masked.positions)
-        sampled = given.sampled_ids
-        if sampled is None:
-            sampled = sample(logits, config.temperature,
-                             masked.ids if config.disallow_correct else None, key, rows)
+        if given.sampled_ids is not None:
+            sampled = given.sampled_ids
         fake, written = scatter_update(original, sampled, masked.positions)
         labels = written * (fake != original)                                    # [B, T]
         disc_logits = model.discriminator_logits(fake, input_mask, segment_ids, dropout, probe)

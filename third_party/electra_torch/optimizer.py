@@ -42,7 +42,7 @@ def squared_norm(tensors: List[torch.Tensor]) -> torch.Tensor:
 
 def clip_scale(norm: torch.Tensor) -> torch.Tensor:
     """tf.clip_by_global_norm's factor: clip * min(1 / norm, 1 / clip); NaN for a non-finite norm."""
-    scale = CLIP_NORM * torch.minimum(1.0 / norm, torch.tensor(1.0 / CLIP_NORM, device=norm.device))
+    scale = CLIP_NORM * torch.clamp(1.0 / norm, max=1.0 / CLIP_NORM)
     return torch.where(torch.isfinite(norm), scale, torch.full_like(scale, float("nan")))
 
 

@@ -42,7 +42,6 @@ TF_ONLY = {
     "debug": "debug mode (which wipes the model dir) is the TF1 trainer's; use a small "
              "model_size and num_train_steps instead",
 }
-MAX_CPU_REPLICAS = 64
 
 
 class UserError(Exception):
@@ -410,9 +409,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         launched = os.environ.get("ELECTRA_TORCH_LAUNCHED") == "1"
         cuda = torch.cuda.is_available()
         if not launched:
-            if config.num_cpu_replicas > MAX_CPU_REPLICAS:
-                raise UserError("num_cpu_replicas = %d; at most %d processes on the CPU"
-                                % (config.num_cpu_replicas, MAX_CPU_REPLICAS))
             check_precision(config.precision, report_devices(config, torch, config.precision),
                             torch)
             count = processes_wanted(config, cuda)

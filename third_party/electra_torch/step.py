@@ -56,9 +56,8 @@ class TrainStep:
                                      device=device)
         self.good_steps = torch.zeros((), dtype=torch.long, device=device)
         self.skips_nonfinite = precision != "fp32" and precision != "tf32"
-        self._forward = self._losses
         if use_compile:
-            self._forward = torch.compile(self._losses, dynamic=False)
+            model.compile_regions(objective.generator_head_outputs)
         self.use_graphs = use_graphs and device.type == "cuda"
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static: Dict[str, torch.Tensor] = {}
@@ -87,7 +86,7 @@ class TrainStep:
 
     def _step(self, features, global_mask, rows) -> Dict[str, torch.Tensor]:
         config, state = self.config, self.state
-        total, mlm_sum, disc_sum, mlm_count, disc_count = self._forward(
+        total, mlm_sum, disc_sum, mlm_count, disc_count = self._losses(
             features, global_mask, rows, self.step)
         grads = torch.autograd.grad(total * self.loss_scale, state.params + [self.probe],
                                     allow_unused=True)
