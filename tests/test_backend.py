@@ -151,6 +151,7 @@ def test_docker_run_forwards_backend_and_hosts(tmp_path, fake_docker):  # noqa: 
     ("convert", [], ["TARGET=convert needs TensorFlow 1.15", "IMAGE=torch"]),
     ("verify", [], ["TARGET=verify needs TensorFlow 1.15"]),
     ("pretrain", [], ["add BACKEND=torch"]),
+    ("vocab", ["VOCAB=train"], ["VOCAB=train trains with .venv's tokenizers"]),
 ])
 def test_docker_run_torch_image_refuses_what_needs_tf1(tmp_path, fake_docker, target,  # noqa: F811
                                                        settings, words):

@@ -708,6 +708,11 @@ def docker_command(v, environ, tty):
                             % (target, " ".join(TORCH_IMAGE_TARGETS), target))
         if target == "pretrain" and backend(v) != "torch":
             raise UserError("IMAGE=torch trains with the PyTorch trainer only; add BACKEND=torch")
+        if target == "vocab" and v["VOCAB"] == "train":
+            # wrapper/vocab.py trains with .venv's tokenizers (0.5.2), whose API differs.
+            raise UserError("VOCAB=train trains with .venv's tokenizers, which IMAGE=torch does "
+                            "not hold; make the vocab in the TF1 image or in .venv (make vocab), "
+                            "or give VOCAB=mbert or VOCAB=path/to/vocab.txt")
     argv = ["docker", "run", "--rm"] + (["-it"] if tty else [])
     gpu = environ.get("GPU", "1")
     if gpu not in ("0", "1"):
