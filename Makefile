@@ -109,6 +109,9 @@ help: ## this list
 	@echo "make demo runs all + predict in DATA_DIR/demo with VOCAB=train VOCAB_SIZE=$$DEMO_VOCAB_SIZE PRESET=demo-cpu"
 	@echo "on CORPUS= if given, else Debian's fortunes-es + debian-reference-es, else an OpenSubtitles slice,"
 	@echo "then make evaluate TASK=fortunes-es BASELINE=random SEEDS=$$DEMO_SEEDS."
+	@echo "make demo-gpu: CORPUS=debian-es VOCAB=train VOCAB_SIZE=$$DEMO_GPU_VOCAB_SIZE PRESET=demo-gpu BACKEND=torch in DATA_DIR/demo-gpu"
+	@echo "on one CUDA GPU (DEMO_GPU_SMOKE=1: the same path on the CPU, tiny model), then the replaced-word"
+	@echo "check and make evaluate TASK=fortunes-es BASELINE=random SEEDS=5."
 
 # ---- environments ----------------------------------------------------------------------
 setup: $(VENV)/.installed ## create .venv (Python 3.7, TF 1.15) from requirements.lock
@@ -141,7 +144,7 @@ export DEMO_TRAIN_SIZE
 
 demo: setup setup-modern ## whole pipeline offline on Debian's Spanish text, tiny model, CPU, minutes
 	$(RUN) demo
-demo-gpu: setup setup-modern ## the evidence run: ELECTRA-small, BACKEND=torch, one GPU, ~15 min
+demo-gpu: setup setup-modern ## the evidence run: ELECTRA-small with BACKEND=torch on one GPU, then evaluate
 	$(RUN) demo-gpu
 corpus: setup ## DATA_DIR/corpus from OpenSubtitles (or CORPUS=), first TRAIN_SIZE lines
 	$(RUN) corpus
