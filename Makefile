@@ -27,23 +27,36 @@ BASELINE          ?=
 SEEDS             ?=
 TASK_DATA         ?=
 NUM_GPUS          ?=
+# tf1: the reference's TensorFlow 1.15 trainer; torch: third_party/electra_torch (current GPUs).
+BACKEND           ?= tf1
+# Several hosts for BACKEND=torch (torchrun): empty means one host.
+NNODES            ?=
+NODE_RANK         ?=
+MASTER_ADDR       ?=
+MASTER_PORT       ?=
 PYTHON37          ?=
 TARGET            ?= help
 GPU               ?= 1
 IMAGE             ?=
-# IMAGE=ngc: docker/Dockerfile.ngc (NVIDIA's TF 1.15 for Ampere hosts); default: the V100 image.
-DOCKER_IMAGE      ?= $(if $(filter ngc,$(IMAGE)),electra-spanish:tf1.15.5-ngc23.03,electra-spanish:tf1.15.5-gpu)
+# IMAGE=ngc: docker/Dockerfile.ngc (NVIDIA's TF 1.15 for Ampere hosts); IMAGE=torch:
+# docker/Dockerfile.torch (the PyTorch trainer, current GPUs); default: the V100 image.
+DOCKER_IMAGE      ?= $(if $(filter ngc,$(IMAGE)),electra-spanish:tf1.15.5-ngc23.03,$(if $(filter torch,$(IMAGE)),electra-spanish:torch2.13.0-cuda12.8,electra-spanish:tf1.15.5-gpu))
 DEMO_DATA_DIR     ?= $(DATA_DIR)/demo
 DEMO_VOCAB_SIZE   ?= 4000
 DEMO_SEEDS        ?= 2
+DEMO_GPU_VOCAB_SIZE ?= 32000
+# DEMO_GPU_SMOKE=1: make demo-gpu's path on the CPU, tiny model, a few steps (its test).
+DEMO_GPU_SMOKE    ?=
 
 # Every variable a stage reads: the same list as PIPELINE_VARS in wrapper/pipeline.py (a test
 # keeps them equal). Stages read them from the environment only: no value is ever spliced
 # into a shell line, so quotes, `$(...)`, backticks and `;` in a sentence or a path are text.
 PIPELINE_VARS := DATA_DIR MODEL_NAME PRESET HPARAMS_OVERRIDES CORPUS CORPUS_ENCODING DOWNLOAD_BYTES \
                  TRAIN_SIZE VOCAB VOCAB_SIZE NUM_PROCESSES ELECTRA_DIR SENTENCE \
-                 TASK MODEL BASELINE SEEDS TASK_DATA NUM_GPUS
-USER_VARS     := $(PIPELINE_VARS) PYTHON37 TARGET GPU IMAGE DOCKER_IMAGE DEMO_DATA_DIR DEMO_VOCAB_SIZE DEMO_SEEDS
+                 TASK MODEL BASELINE SEEDS TASK_DATA NUM_GPUS BACKEND NNODES \
+                 NODE_RANK MASTER_ADDR MASTER_PORT
+USER_VARS     := $(PIPELINE_VARS) PYTHON37 TARGET GPU IMAGE DOCKER_IMAGE DEMO_DATA_DIR DEMO_VOCAB_SIZE DEMO_SEEDS \
+                 DEMO_GPU_VOCAB_SIZE DEMO_GPU_SMOKE
 # What the user gave (command line or environment) is taken literally: Make would otherwise
 # expand a `$(...)` inside it before anything else sees it.
 literal = $(if $(filter command line environment,$(origin $(1))),$(eval override $(1) := $$(value $(1))))
@@ -60,6 +73,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: help setup setup-modern test demo corpus vocab hparams pretrain-data pretrain \
         convert verify predict evaluate conformance tensorboard all docker-build docker-run \
+        demo-gpu \
         bench-data bench-train bench-formats
 
 help: ## this list
@@ -85,12 +99,19 @@ help: ## this list
 	  "TASK=, MODEL=, BASELINE=" "make evaluate: task, model to evaluate, baseline" \
 	  "SEEDS=, TASK_DATA=" "make evaluate: seeds, local task data" \
 	  "NUM_GPUS=N" "train on N GPUs of this host (num_gpus; several hosts: TF_CONFIG)" \
+	  "BACKEND=$$BACKEND" "make pretrain's trainer: tf1 (TF 1.15) | torch (PyTorch, current GPUs)" \
+	  "NNODES= NODE_RANK=" "BACKEND=torch on several hosts: host count, this host's number" \
+	  "MASTER_ADDR= MASTER_PORT=" "BACKEND=torch on several hosts: NODE_RANK 0's address, port" \
 	  "PYTHON37=path" "Python 3.7 interpreter for make setup" \
 	  "TARGET=$$TARGET GPU=$$GPU" "make docker-run: the target to run; GPU=0 on a CPU-only host" \
-	  "IMAGE=ngc" "make docker-build/docker-run: NVIDIA's TF 1.15 image for Ampere hosts"
+	  "IMAGE=ngc" "make docker-build/docker-run: NVIDIA's TF 1.15 image for Ampere hosts" \
+	  "IMAGE=torch" "make docker-build/docker-run: the PyTorch trainer's image (no TF1 stages)"
 	@echo "make demo runs all + predict in DATA_DIR/demo with VOCAB=train VOCAB_SIZE=$$DEMO_VOCAB_SIZE PRESET=demo-cpu"
 	@echo "on CORPUS= if given, else Debian's fortunes-es + debian-reference-es, else an OpenSubtitles slice,"
 	@echo "then make evaluate TASK=fortunes-es BASELINE=random SEEDS=$$DEMO_SEEDS."
+	@echo "make demo-gpu: CORPUS=debian-es VOCAB=train VOCAB_SIZE=$$DEMO_GPU_VOCAB_SIZE PRESET=demo-gpu BACKEND=torch in DATA_DIR/demo-gpu"
+	@echo "on one CUDA GPU (DEMO_GPU_SMOKE=1: the same path on the CPU, tiny model), then the replaced-word"
+	@echo "check and make evaluate TASK=fortunes-es BASELINE=random SEEDS=5."
 
 # ---- environments ----------------------------------------------------------------------
 setup: $(VENV)/.installed ## create .venv (Python 3.7, TF 1.15) from requirements.lock
@@ -123,6 +144,8 @@ export DEMO_TRAIN_SIZE
 
 demo: setup setup-modern ## whole pipeline offline on Debian's Spanish text, tiny model, CPU, minutes
 	$(RUN) demo
+demo-gpu: setup setup-modern ## the evidence run: ELECTRA-small with BACKEND=torch on one GPU, then evaluate
+	$(RUN) demo-gpu
 corpus: setup ## DATA_DIR/corpus from OpenSubtitles (or CORPUS=), first TRAIN_SIZE lines
 	$(RUN) corpus
 vocab: setup ## DATA_DIR/vocab.txt (VOCAB=mbert|train|path)
@@ -151,15 +174,15 @@ all: setup setup-modern ## the full recipe: corpus vocab hparams pretrain-data p
 # ---- benchmarks ------------------------------------------------------------------------
 bench-data: setup ## dataset builder speed vs the plain-Python path (MB/s, ratio, peak RSS)
 	$(PY) scripts/bench_data.py --processes="$$NUM_PROCESSES"
-bench-train: setup ## training steps/s and time to first step (small and tiny)
-	$(PY) scripts/bench_train.py
+bench-train: setup ## training steps/s and time to first step (small and tiny; BACKEND=torch: both trainers)
+	$(PY) scripts/bench_train.py --backend=$(if $(filter torch,$(BACKEND)),both,tf1)
 bench-formats: setup ## CRC-32C, checkpoint and TFRecord reading speed without TensorFlow
 	$(PY) scripts/bench_formats.py
 
 # ---- docker (V100 host) ----------------------------------------------------------------
-docker-build: ## build docker/Dockerfile (V100: CUDA 10.0, TF 1.15.5), IMAGE=ngc: Dockerfile.ngc (Ampere)
-	@case "$$IMAGE" in ""|ngc) ;; *) echo "docker-build: error: IMAGE=$$IMAGE is unknown; use IMAGE=ngc (Ampere hosts) or no IMAGE (V100)" >&2; exit 2;; esac
-	docker build -f docker/Dockerfile$(if $(filter ngc,$(IMAGE)),.ngc) --tag="$$DOCKER_IMAGE" .
+docker-build: ## build docker/Dockerfile (V100: CUDA 10.0, TF 1.15.5), IMAGE=ngc|torch: Dockerfile.IMAGE
+	@case "$$IMAGE" in ""|ngc|torch) ;; *) echo "docker-build: error: IMAGE=$$IMAGE is unknown; use IMAGE=ngc (Ampere hosts), IMAGE=torch (the PyTorch trainer) or no IMAGE (V100)" >&2; exit 2;; esac
+	docker build -f docker/Dockerfile$(if $(IMAGE),.$(IMAGE)) --tag="$$DOCKER_IMAGE" .
 # The host may have no .venv (everything runs in the image): any Python 3 runs the runner.
 docker-run: ## run `make TARGET` in the image, DATA_DIR mounted (GPU=0: no --gpus, CPU-only host)
 	+@$(if $(wildcard $(PY)),$(PY),python3) -m wrapper.pipeline --docker-run

@@ -18,7 +18,7 @@ MAKE = ["make", "--no-print-directory", "-C", REPO]
 # Every target that reads a pipeline variable, and those whose real run would start a
 # long-lived or expensive job (they are checked under `make -n` only).
 TARGETS = ["corpus", "vocab", "hparams", "pretrain-data", "pretrain", "convert", "verify",
-           "predict", "evaluate", "conformance", "tensorboard", "all", "demo", "help"]
+           "predict", "evaluate", "conformance", "tensorboard", "all", "demo", "demo-gpu", "help"]
 DRY_ONLY = {"conformance", "tensorboard"}
 
 
@@ -39,6 +39,8 @@ def hostile_settings(tmp_path, sentinels, model_name="m"):
     # The integer settings are refused as such before anything runs (test_hostile_input_2);
     # here they are plain numbers, so that the free text reaches the commands.
     values.update({name: "1" for name in pipeline.INTEGER_SETTINGS})
+    # So are the choices and the hosts of a training (test_backend.py).
+    values.update(BACKEND="tf1", NODE_RANK="0", MASTER_ADDR="127.0.0.1")
     # Paths start in tmp_path (a relative one would land in the repository).
     for name in ("DATA_DIR", "CORPUS", "ELECTRA_DIR", "TASK_DATA"):
         values[name] = str(tmp_path / "paths") + "/" + values[name]

@@ -36,7 +36,7 @@ def test_tutorial_preset_has_json_types(vocab_dir):
 def test_every_preset_resolves_in_the_trainer_config(vocab_dir):
     from wrapper.electra import configure_pretraining as config
     presets = sorted(n[:-5] for n in os.listdir(os.path.join(REPO, "hparams")))
-    assert presets == ["demo-cpu", "electra-small-1m", "tutorial"]
+    assert presets == ["demo-cpu", "demo-gpu", "electra-small-1m", "tutorial"]
     for preset in presets:
         module("hparams", "--data-dir", vocab_dir, "--preset", preset)
         hp = config.load_hparams(os.path.join(vocab_dir, "hparams.json"))
@@ -48,6 +48,10 @@ def test_every_preset_resolves_in_the_trainer_config(vocab_dir):
                         1000000, 128, 5e-4, 10000, "small")
         if preset == "demo-cpu":
             assert resolved.model_hparam_overrides["hidden_size"] < 256
+        if preset == "demo-gpu":   # the published shape, for the PyTorch trainer in bf16
+            assert (resolved.model_size, resolved.model_hparam_overrides, resolved.precision,
+                    resolved.train_batch_size, resolved.max_seq_length,
+                    resolved.num_train_steps) == ("small", {}, "bf16", 128, 128, 10000)
 
 
 def test_overrides_merge_over_the_preset(vocab_dir):

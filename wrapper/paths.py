@@ -9,6 +9,8 @@ import stat
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ELECTRA_DIR = os.path.join(REPO_ROOT, "third_party", "electra")   # our implementation
+# BACKEND=torch: `python -m electra_torch.run_pretraining` runs from here (the package's parent).
+TORCH_TRAINER_DIR = os.path.join(REPO_ROOT, "third_party")
 HPARAMS_PRESETS_DIR = os.path.join(REPO_ROOT, "hparams")
 VENV_PYTHON = os.path.join(REPO_ROOT, ".venv", "bin", "python")            # TF 1.15 stack
 MODERN_PYTHON = os.path.join(REPO_ROOT, ".venv-modern", "bin", "python")   # current transformers

@@ -26,6 +26,7 @@ import argparse
 import atexit
 import collections
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -44,7 +45,17 @@ from wrapper.cli import UserError, fail, positive_int
 PIPELINE_VARS = (
     "DATA_DIR", "MODEL_NAME", "PRESET", "HPARAMS_OVERRIDES", "CORPUS", "CORPUS_ENCODING",
     "DOWNLOAD_BYTES", "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE", "NUM_PROCESSES", "ELECTRA_DIR", "SENTENCE",
-    "TASK", "MODEL", "BASELINE", "SEEDS", "TASK_DATA", "NUM_GPUS")
+    "TASK", "MODEL", "BASELINE", "SEEDS", "TASK_DATA", "NUM_GPUS", "BACKEND", "NNODES",
+    "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+# The trainers of make pretrain: the reference's TF 1.15 one (third_party/electra) and the
+# PyTorch one (third_party/electra_torch: same hparams, TFRecords and checkpoints).
+BACKENDS = ("tf1", "torch")
+# Several hosts for BACKEND=torch (torchrun's rendezvous): passed to the trainer in its
+# environment, under these same names.
+DISTRIBUTED_VARS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
+# A host name (RFC 1123 labels) or an IPv4/IPv6 address: never an option, never a URL.
+HOST_ADDRESS = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                          r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z|[0-9A-Fa-f:.]+\Z")
 
 # The integer settings and their upper bounds: a value beyond them is a typo, and would
 # otherwise reach a file name or a loop (NUM_PROCESSES=99999999999999999999 named the corpus
@@ -59,6 +70,8 @@ INTEGER_SETTINGS = collections.OrderedDict([
     ("DOWNLOAD_BYTES", 10 ** 12),   # a slice of the OpenSubtitles file (a few GB in all)
     ("SEEDS", 100),                 # fine-tuning runs of make evaluate
     ("NUM_GPUS", 64),               # GPUs of one host
+    ("NNODES", 1024),               # hosts of one BACKEND=torch training
+    ("MASTER_PORT", 65535),         # a TCP port
 ])
 # Settings that name a file or directory (CORPUS: several, joined with ':'), or a name a
 # command takes as a value: none may start with '-' or exceed the file system's limits.
@@ -68,8 +81,9 @@ PATH_SETTINGS = ("DATA_DIR", "CORPUS", "VOCAB", "ELECTRA_DIR", "PRESET", "TASK",
 # The recipe `make all` runs, in order.
 ALL = ("corpus", "vocab", "hparams", "pretrain-data", "pretrain", "convert", "verify")
 
-Command = collections.namedtuple("Command", "argv cwd")
-Command.__new__.__defaults__ = (None,)
+# env: {name: value} over the runner's environment, '' unsetting the name (stages.py).
+Command = collections.namedtuple("Command", "argv cwd env")
+Command.__new__.__defaults__ = (None, None)
 
 Stage = collections.namedtuple("Stage", [
     "record",      # name of DATA_DIR/.stages/RECORD.done; None: no record, always runs
@@ -95,6 +109,11 @@ def settings(environ=None):
     """{name: value} of every pipeline variable, from the environment ('' when unset)."""
     environ = os.environ if environ is None else environ
     return {name: environ.get(name, "") for name in PIPELINE_VARS}
+
+
+def backend(v):
+    """BACKEND, its default (tf1) when empty."""
+    return v["BACKEND"] or BACKENDS[0]
 
 
 def electra_dir(v):
@@ -192,10 +211,24 @@ def pretrain_data_stage(v):
                           ["--num-processes=" + v["NUM_PROCESSES"]] + seed)])
 
 
+def pretrain_command(v):
+    """The trainer BACKEND names, with the same command line either way."""
+    d, m = v["DATA_DIR"], v["MODEL_NAME"]
+    args = ["--data-dir=" + os.path.abspath(d), "--model-name=" + m,
+            "--hparams=" + os.path.abspath(paths.hparams_file(d))]
+    if backend(v) == "torch":
+        # torchrun (started by the trainer itself) reads the hosts from the environment.
+        return Command([paths.MODERN_PYTHON, "-m", "electra_torch.run_pretraining"] + args,
+                       cwd=paths.TORCH_TRAINER_DIR, env={n: v[n] for n in DISTRIBUTED_VARS})
+    # The reference's trainer is run from its own directory (it imports its modules by name).
+    return Command([paths.VENV_PYTHON, "run_pretraining.py"] + args, cwd=electra_dir(v))
+
+
 def pretrain_stage(v):
     d, m, electra = v["DATA_DIR"], v["MODEL_NAME"], electra_dir(v)
     model_dir = paths.model_dir(d, m)
-    # The reference's trainer is run from its own directory (it imports its modules by name).
+    # BACKEND is not among the variables: both trainers write the same checkpoints, so
+    # either one continues (or has finished) the other's model.
     return stage(
         record="pretrain-" + m,
         inputs=[paths.tfrecords_dir(d), paths.vocab_file(d), paths.hparams_file(d)],
@@ -203,14 +236,13 @@ def pretrain_stage(v):
         # The files beside `checkpoint` are recorded too (a truncated .data file is seen).
         outputs=[os.path.join(model_dir, "checkpoint"), model_dir],
         keeps=model_dir,
-        # Training longer, or on other devices, continues the same model (a checkpoint
-        # written on N replicas resumes on M).
+        # Training longer, or on other devices, precision or trainer, continues the same
+        # model (a checkpoint written on N replicas resumes on M, one written in fp32
+        # continues in bf16); a new seed draws the rest of the run afresh.
         may_change=("num_train_steps", "save_checkpoints_steps", "keep_checkpoint_max",
                     "iterations_per_loop", "num_gpus", "num_cpu_replicas", "use_amp",
-                    "use_xla"),
-        commands=[Command([paths.VENV_PYTHON, "run_pretraining.py",
-                           "--data-dir=" + os.path.abspath(d), "--model-name=" + m,
-                           "--hparams=" + os.path.abspath(paths.hparams_file(d))], cwd=electra)])
+                    "use_xla", "precision", "seed"),
+        commands=[pretrain_command(v)])
 
 
 def convert_stage(v):
@@ -266,6 +298,8 @@ def conformance_stage(v):
     argv = [paths.VENV_PYTHON, "-m", "wrapper.conformance"]
     if not our_electra_dir(v):
         argv.append("--electra-dir=" + electra_dir(v))
+    if backend(v) == "torch":
+        argv.append("--backend=torch")
     return stage(commands=[Command(argv)])
 
 
@@ -306,6 +340,31 @@ def check_values(v):
         for value in v[name].split(os.pathsep) if name == "CORPUS" else [v[name]]:
             if value:
                 paths.check_path_value(value, name)
+    check_backend_values(v)
+
+
+def check_backend_values(v):
+    """BACKEND one of BACKENDS; the hosts of a BACKEND=torch training consistent."""
+    if v["BACKEND"] and v["BACKEND"] not in BACKENDS:
+        raise UserError("BACKEND=%s is unknown; use BACKEND=tf1 (the reference's TensorFlow "
+                        "1.15 trainer) or BACKEND=torch (the PyTorch trainer, current GPUs)"
+                        % v["BACKEND"][:40])
+    nodes = int(v["NNODES"]) if v["NNODES"].strip() else 1
+    rank = v["NODE_RANK"].strip()
+    if rank and (not rank.isdigit() or len(rank) > 5 or int(rank) >= nodes):
+        raise UserError("NODE_RANK=%s is not a host number from 0 to NNODES-1 (%d); give each "
+                        "host its own, 0 on the one MASTER_ADDR names" % (rank[:40], nodes - 1))
+    address = v["MASTER_ADDR"]
+    if address and (len(address) > 253 or not HOST_ADDRESS.match(address)):
+        raise UserError("MASTER_ADDR=%s is not a host name or IP address; give the address "
+                        "of the host with NODE_RANK=0, e.g. MASTER_ADDR=10.0.0.1"
+                        % address[:60])
+    if nodes > 1 and not address:
+        raise UserError("NNODES=%d needs MASTER_ADDR, the address of the host with "
+                        "NODE_RANK=0 (and NODE_RANK on each host)" % nodes)
+    if nodes > 1 and backend(v) != "torch":
+        raise UserError("NNODES=%d is the PyTorch trainer's; add BACKEND=torch (the TF1 "
+                        "trainer joins hosts with TF_CONFIG)" % nodes)
 
 
 def check_settings(name, v):
@@ -319,10 +378,16 @@ def check_settings(name, v):
         paths.check_model_name(v["MODEL_NAME"])
     if name in ("pretrain-data", "pretrain", "conformance") and v["ELECTRA_DIR"]:
         paths.check_directory(v["ELECTRA_DIR"], "ELECTRA_DIR", must_exist=True)
+    if name == "pretrain" and backend(v) == "torch" and not our_electra_dir(v):
+        raise UserError("ELECTRA_DIR=%s names a TF1 trainer, and BACKEND=torch runs "
+                        "third_party/electra_torch; drop one of them" % v["ELECTRA_DIR"])
 
 
 def show(command):
     text = " ".join(shlex.quote(a) for a in command.argv)
+    given = ["%s=%s" % (k, shlex.quote(val)) for k, val in sorted((command.env or {}).items())
+             if val]
+    text = " ".join(given + [text])
     return "cd %s && %s" % (shlex.quote(command.cwd), text) if command.cwd else text
 
 
@@ -492,6 +557,103 @@ def run_demo(v, environ, dry_run=False):
     return status
 
 
+# make demo-gpu: DEMO_GPU_SMOKE=1 runs its path on the CPU in a minute or two, with a tiny
+# network for a few steps (its test; nothing measured).
+DEMO_GPU_SMOKE_OVERRIDES = {
+    "num_train_steps": 20, "num_warmup_steps": 2, "save_checkpoints_steps": 20,
+    "iterations_per_loop": 10, "precision": "fp32", "train_batch_size": 16,
+    "max_seq_length": 64,
+    "model_hparam_overrides": {"hidden_size": 64, "num_hidden_layers": 2,
+                               "num_attention_heads": 2, "intermediate_size": 256}}
+
+
+def demo_gpu_settings(v, environ):
+    """make demo-gpu's settings and whether it is the CPU smoke run (DEMO_GPU_SMOKE=1)."""
+    smoke = environ.get("DEMO_GPU_SMOKE", "").strip() not in ("", "0")
+    demo = dict(v)
+    demo.update({
+        "DATA_DIR": os.path.join(v["DATA_DIR"], "demo-gpu"),
+        # All of Debian's Spanish text; its held-out sentences (from the HTML and man pages)
+        # serve the replaced-word check. The smoke run: two packages, some 20000 lines.
+        "CORPUS": v["CORPUS"] or ("debian-es=fortunes-es,manpages-es" if smoke else
+                                  "debian-es"),
+        "TRAIN_SIZE": "20000" if smoke else v["TRAIN_SIZE"],
+        "DOWNLOAD_BYTES": "", "VOCAB": "train",
+        "VOCAB_SIZE": "2000" if smoke else environ.get("DEMO_GPU_VOCAB_SIZE", "32000"),
+        "PRESET": "demo-gpu", "BACKEND": "torch",
+        "TASK": v["TASK"] or "fortunes-es", "BASELINE": v["BASELINE"] or "random",
+        "SEEDS": v["SEEDS"] or ("3" if smoke else "5")})
+    if smoke:
+        demo["HPARAMS_OVERRIDES"] = v["HPARAMS_OVERRIDES"] or json.dumps(
+            DEMO_GPU_SMOKE_OVERRIDES, sort_keys=True)
+    return demo, smoke
+
+
+def check_cuda():
+    """UserError unless .venv-modern's torch sees a CUDA GPU: before any stage runs."""
+    probe = subprocess.run(
+        [paths.MODERN_PYTHON, "-c", "import torch; print(torch.__version__, "
+         "torch.version.cuda, torch.cuda.is_available())"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    words = probe.stdout.split()
+    if probe.returncode == 0 and words[-1:] == ["True"]:
+        return
+    seen = ("torch %s, %s" % (words[0], "a CPU-only build" if words[1] == "None" else
+                              "CUDA %s but no GPU visible" % words[1])
+            if probe.returncode == 0 and len(words) == 3 else
+            "cannot import torch in %s" % paths.MODERN_PYTHON)
+    raise UserError("make demo-gpu needs a CUDA GPU visible to .venv-modern's PyTorch (%s); "
+                    "install its CUDA build (README, GPUs), or DEMO_GPU_SMOKE=1 to run the "
+                    "same path on the CPU with a tiny model" % seen)
+
+
+def replaced_word_command(demo):
+    return Command([
+        paths.MODERN_PYTHON, "-m", "wrapper.replaced_word",
+        "--model-dir=" + paths.hf_dir(demo["DATA_DIR"], demo["MODEL_NAME"], "discriminator"),
+        "--sentences=" + paths.corpus_heldout_file(demo["DATA_DIR"]), "--count=20",
+        "--seed=1234"])
+
+
+def run_demo_gpu(v, environ, dry_run=False):
+    """make demo-gpu: ELECTRA-small (PRESET=demo-gpu) with the PyTorch trainer on one GPU,
+    then the replaced-word check on held-out sentences and make evaluate against random
+    initialisation over 5 seeds."""
+    started = time.time()
+    demo, smoke = demo_gpu_settings(v, environ)
+    check_settings("corpus", demo)
+    if not smoke:
+        if not dry_run:
+            check_cuda()
+        os.environ["REQUIRE_GPU"] = "1"    # the trainer, too, refuses to fall back to the CPU
+    if dry_run:
+        print("demo-gpu: " + " ".join("%s=%s" % (k, shlex.quote(demo[k])) for k in (
+            "DATA_DIR", "CORPUS", "VOCAB", "VOCAB_SIZE", "PRESET", "BACKEND",
+            "HPARAMS_OVERRIDES")))
+    status = run_stages(ALL, demo, dry_run, headers=True)
+    heldout = paths.corpus_heldout_file(demo["DATA_DIR"])
+    if status == 0 and (dry_run or os.path.isfile(heldout)):
+        print("== the discriminator on 20 held-out sentences, one word replaced in each")
+        sys.stdout.flush()
+        command = replaced_word_command(demo)
+        if dry_run:
+            print("  " + show(command))
+        else:
+            status = stages.run_commands([command])
+    elif status == 0:
+        print("(no replaced-word check: CORPUS=%s keeps no held-out sentences; "
+              "CORPUS=debian-es does)" % demo["CORPUS"])
+    if status == 0:
+        if not dry_run:
+            print("== make evaluate TASK=%s BASELINE=%s SEEDS=%s" % (
+                demo["TASK"], demo["BASELINE"], demo["SEEDS"]))
+            sys.stdout.flush()
+        status = run_stages(("evaluate",), demo, dry_run)
+    if status == 0 and not dry_run:
+        print("make demo-gpu: done in %d s" % (time.time() - started))
+    return status
+
+
 # ---- docker-run -----------------------------------------------------------------------------
 
 CONTAINER_DATA_DIR = "/workspace/data"
@@ -506,11 +668,17 @@ IMAGE_REFERENCE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z")
 
 
+# IMAGE=torch (docker/Dockerfile.torch) holds .venv-modern's stack only: the targets that
+# run there. The others need TensorFlow 1.15 (.venv: convert, verify, the TF1 trainer).
+TORCH_IMAGE_TARGETS = ("help", "corpus", "vocab", "hparams", "pretrain-data", "pretrain",
+                       "evaluate")
+
+
 def docker_image(environ):
     """DOCKER_IMAGE, checked: an image reference, never an option (`--privileged`)."""
-    if environ.get("IMAGE", "") not in ("", "ngc"):
-        raise UserError("IMAGE=%s is unknown; use IMAGE=ngc (Ampere hosts) or no IMAGE (V100)"
-                        % environ["IMAGE"])
+    if environ.get("IMAGE", "") not in ("", "ngc", "torch"):
+        raise UserError("IMAGE=%s is unknown; use IMAGE=ngc (Ampere hosts), IMAGE=torch (the "
+                        "PyTorch trainer, current GPUs) or no IMAGE (V100)" % environ["IMAGE"])
     image = environ.get("DOCKER_IMAGE") or "electra-spanish:tf1.15.5-gpu"
     if not IMAGE_REFERENCE.match(image):
         raise UserError("DOCKER_IMAGE=%s is not an image reference such as "
@@ -533,6 +701,18 @@ def docker_command(v, environ, tty):
     if not re.match(r"[a-z0-9][a-z0-9-]*\Z", target):
         raise UserError("TARGET=%r is not a make target; e.g. TARGET=pretrain (make help lists "
                         "them)" % target)
+    if environ.get("IMAGE") == "torch":
+        if target not in TORCH_IMAGE_TARGETS:
+            raise UserError("TARGET=%s needs TensorFlow 1.15, which IMAGE=torch does not hold; "
+                            "it runs there: %s (run %s in the TF1 image or in .venv)"
+                            % (target, " ".join(TORCH_IMAGE_TARGETS), target))
+        if target == "pretrain" and backend(v) != "torch":
+            raise UserError("IMAGE=torch trains with the PyTorch trainer only; add BACKEND=torch")
+        if target == "vocab" and v["VOCAB"] == "train":
+            # wrapper/vocab.py trains with .venv's tokenizers (0.5.2), whose API differs.
+            raise UserError("VOCAB=train trains with .venv's tokenizers, which IMAGE=torch does "
+                            "not hold; make the vocab in the TF1 image or in .venv (make vocab), "
+                            "or give VOCAB=mbert or VOCAB=path/to/vocab.txt")
     argv = ["docker", "run", "--rm"] + (["-it"] if tty else [])
     gpu = environ.get("GPU", "1")
     if gpu not in ("0", "1"):
@@ -545,6 +725,10 @@ def docker_command(v, environ, tty):
         # Several hosts (tf.distribute's TF_CONFIG): the workers reach each other on the
         # host's own addresses and ports.
         argv += ["--network", "host", "-e", "TF_CONFIG=" + environ["TF_CONFIG"]]
+    elif v["NNODES"].strip() and int(v["NNODES"]) > 1:
+        # Several hosts (BACKEND=torch): torchrun's rendezvous on MASTER_ADDR:MASTER_PORT,
+        # and the processes' own connections, on the hosts' addresses.
+        argv += ["--network", "host"]
     for name in ("ELECTRA_DIR", "CORPUS"):
         for path in v[name].split(os.pathsep) if name == "CORPUS" else [v[name]]:
             if path and not os.path.exists(path) and not debian_corpus.is_debian_es(path):
@@ -625,11 +809,13 @@ def main(argv=None):
         if not args.stage:
             raise UserError("name a stage: %s, all or demo" % ", ".join(STAGES))
         for name in args.stage:
-            if name not in STAGES and name not in ("all", "demo"):
+            if name not in STAGES and name not in ("all", "demo", "demo-gpu"):
                 raise UserError("unknown stage %r; choose one of %s, all, demo"
                                 % (name, ", ".join(STAGES)))
         if args.stage == ["demo"]:
             return run_demo(v, environ, dry_run)
+        if args.stage == ["demo-gpu"]:
+            return run_demo_gpu(v, environ, dry_run)
         if args.stage == ["pretrain"] and v["NUM_GPUS"]:
             # NUM_GPUS=N goes into hparams.json (num_gpus), which pretrain then reads.
             return run_stages(["hparams", "pretrain"], v, dry_run)

@@ -327,7 +327,8 @@ def run_commands(commands):
             # close_fds=False: the command inherits the locks the runner holds (the only
             # descriptors marked inheritable), so a lock lasts as long as the command itself,
             # even if this process is killed first.
-            proc = subprocess.Popen(argv, cwd=cwd, close_fds=False, preexec_fn=_die_with_parent)
+            proc = subprocess.Popen(argv, cwd=cwd, env=command_environment(command),
+                                    close_fds=False, preexec_fn=_die_with_parent)
         except OSError as e:
             raise UserError("cannot run %s: %s" % (argv[0], e.strerror or e))
         status = wait_through_ctrl_c(proc)
@@ -336,6 +337,22 @@ def run_commands(commands):
         if status != 0:
             return status
     return 0
+
+
+def command_environment(command):
+    """The environment of `command`: this one, with the command's own `env` ({name: value})
+    over it, where an empty value unsets the name (Make exports a variable nobody gave as
+    empty, and NNODES= would read as a value); None when it has none."""
+    extra = getattr(command, "env", None)
+    if not extra:
+        return None
+    environ = dict(os.environ)
+    for name, value in extra.items():
+        if value:
+            environ[name] = value
+        else:
+            environ.pop(name, None)
+    return environ
 
 
 def wait_through_ctrl_c(proc):
