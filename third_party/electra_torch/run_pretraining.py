@@ -374,6 +374,41 @@ def train(config, run: Run, torch) -> None:
             writer.flush()
 
 
+def evaluate(config, torch) -> None:
+    """num_eval_steps batches of eval_batch_size through the latest checkpoint, no dropout;
+    the metrics printed one per line and written to results/unsup_results.{txt,pkl}."""
+    from electra_torch import checkpoint, data, evaluation, optimizer, step as step_module
+    from electra_torch.model import Electra, tf_variables
+    special = check_vocab(config)
+    files = input_files(config)
+    check_records(config, files)
+    latest = checkpoint.latest(config.model_dir)
+    if latest is None:
+        raise UserError("no checkpoint in %s to evaluate; train first (do_train true)"
+                        % config.model_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    step_module.set_matmul_precision("fp32")
+    model = Electra(config).to(device)
+    variables = tf_variables(model)
+    names = list(variables)
+    state = optimizer.new_adam_state(list(variables.values()), names)
+    shapes = {n: list(p.shape) for n, p in zip(names, state.params)}
+    problem = checkpoint.mismatch(latest, names, shapes, with_slots=False)
+    if problem:
+        raise UserError("model dir %s holds a checkpoint of another model: %s; use another "
+                        "--model-name or matching hparams" % (config.model_dir, problem))
+    step = checkpoint.restore(latest, names, state, with_slots=False)
+    seed = config.seed if config.seed is not None else step_module.default_seed()
+    log("Running evaluation of %s (step %d): %d batches of %d"
+        % (latest, step, config.num_eval_steps, config.eval_batch_size))
+    reader = data.Reader(files, config.max_seq_length, config.eval_batch_size, seed)
+    results = evaluation.evaluate(model, config, special, reader, reader.rows(device), device,
+                                  seed, step)
+    for key in sorted(results):
+        log("  %s = %s" % (key, results[key]))
+    write_results(config, results)
+
+
 def write_results(config, results) -> None:
     """results/unsup_results.txt and .pkl, each written whole or not at all."""
     results_dir = os.path.dirname(config.results_txt)
@@ -415,9 +450,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             if count > 1 or os.environ.get("NNODES", "1") != "1":
                 return launch_processes(count, argv)
         if config.do_eval:
-            raise UserError("do_eval is not implemented by the PyTorch trainer yet; evaluate "
-                            "with the TF1 trainer (BACKEND=tf1), which reads this checkpoint")
-        train(config, run, torch)
+            evaluate(config, torch)
+        else:
+            train(config, run, torch)
     except UserError as e:
         sys.stderr.write("%s: error: %s\n" % (PROG, e))
         return 2
