@@ -393,9 +393,21 @@ def quiet_env():
 def run_logged(command, log_file, cwd=None, env=None):
     """Runs a command with its output in log_file; None, or a failure Result with its last lines.
     env: variables to set besides quiet_env()'s."""
+    return finish_logged(start_logged(command, log_file, cwd, env))
+
+
+def start_logged(command, log_file, cwd=None, env=None):
+    """run_logged's command started, not waited for (finish_logged waits)."""
     with open(log_file, "w") as out:
-        status = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT,
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                  env=dict(quiet_env(), **(env or {})), cwd=cwd)
+    return child, command, log_file
+
+
+def finish_logged(started):
+    """Waits for a start_logged command; run_logged's answer."""
+    child, command, log_file = started
+    status = child.wait()
     if status == 0:
         return None
     with open(log_file, errors="replace") as f:

@@ -25,9 +25,10 @@ import time
 import numpy as np
 
 from wrapper import paths
-from wrapper.conformance import (BUILDER_FLAGS, CORPUS_DIR, TINY_CHECKPOINT, VARIABLES,
-                                 VARIABLES_HPARAMS, VOCAB, Result, build_shards, check_corpus,
-                                 compare_variables, log, run_logged)
+from wrapper.conformance import (BUILDER_FLAGS, TINY_CHECKPOINT, VARIABLES, VARIABLES_HPARAMS,
+                                 VOCAB, Result, build_shards, check_corpus, compare_variables,
+                                 finish_logged, log, run_logged, start_logged)
+from wrapper.electra import tensor_bundle, tfrecord_io
 
 THIRD_PARTY = os.path.dirname(paths.ELECTRA_DIR)
 TINY_HPARAMS = "converter/tiny-hparams.json"
@@ -94,7 +95,6 @@ def data_dir_with(ctx, name, seq_length):
 
 def first_batch(shards, size):
     """input_ids, input_mask, segment_ids of the first `size` examples, shard by shard."""
-    import tfrecord_io   # third_party/electra, Python 3.7 and no TF
     names = sorted(os.listdir(shards), key=lambda n: int(re.search(r"-(\d+)-of-", n).group(1)))
     rows = {"input_ids": [], "input_mask": [], "segment_ids": []}
     for name in names:
@@ -114,7 +114,6 @@ def probes(ctx):
     shards = corpus_shards(ctx, 128)
     if isinstance(shards, Result):
         return shards
-    sys.path.insert(0, paths.ELECTRA_DIR)
     batch_file = ctx.work("step-batch.npz")
     np.savez(batch_file, **first_batch(shards, STEP_BATCH))
     hparams = json.dumps(tiny_hparams(ctx, **STEP_HPARAMS))
@@ -196,7 +195,6 @@ def check_torch_step(ctx):
 
 def check_torch_optimizer(ctx):
     """The optimizer alone on the same random gradients (seed 0), in warmup and after it."""
-    import tensor_bundle   # third_party/electra
     prefix = ctx.ref(TINY_CHECKPOINT)
     rng = np.random.RandomState(0)
     gradients = {name: (0.01 * rng.standard_normal(shape)).astype(np.float32)
@@ -225,7 +223,6 @@ def check_torch_optimizer(ctx):
 
 def check_torch_variables(ctx):
     """One step of ELECTRA-small (vocab 8000) by the torch trainer: the reference's variables."""
-    import tensor_bundle
     data_dir = data_dir_with(ctx, "torch-variables-data", 128)
     if isinstance(data_dir, Result):
         return data_dir
@@ -251,17 +248,25 @@ LOSS_LINE = re.compile(r"^(\d+)/\d+ = .* - loss: (\S+)$", re.M)
 RESUMED_LINE = re.compile(r"^Resuming from (\S+) \(step (\d+)\)$", re.M)
 
 
-def train(ctx, trainer, data_dir, model_name, hparams, log_name):
-    """Runs one trainer's run_pretraining (TF1 or torch); (failure Result or None, its output)."""
+def start_training(ctx, trainer, data_dir, model_name, hparams, log_name):
+    """Starts one trainer's run_pretraining (TF1 or torch); finish_training waits for it."""
     args = ["--data-dir", data_dir, "--model-name", model_name, "--hparams", json.dumps(hparams)]
     if trainer == "tf1":
         command, cwd, env = tf1_command("run_pretraining.py", *args), paths.ELECTRA_DIR, None
     else:
         command, cwd, env = torch_command("run_pretraining", *args), THIRD_PARTY, TORCH_ENV
-    log_file = ctx.work(log_name)
-    failure = run_logged(command, log_file, cwd=cwd, env=env)
-    with open(log_file, errors="replace") as f:
+    return start_logged(command, ctx.work(log_name), cwd=cwd, env=env)
+
+
+def finish_training(started):
+    """(failure Result or None, the run's output)."""
+    failure = finish_logged(started)
+    with open(started[2], errors="replace") as f:
         return failure, f.read()
+
+
+def train(ctx, trainer, data_dir, model_name, hparams, log_name):
+    return finish_training(start_training(ctx, trainer, data_dir, model_name, hparams, log_name))
 
 
 def logged_losses(output):
@@ -369,12 +374,16 @@ def check_torch_dynamics(ctx):
     if isinstance(data_dir, Result):
         return data_dir
     finals = {"tf1": [], "torch": []}
-    for trainer in ("tf1", "torch"):
-        for seed in DYNAMICS_SEEDS:
-            started = time.time()
-            hparams = dict(DYNAMICS_HPARAMS, seed=seed)
-            failure, output = train(ctx, trainer, data_dir, "%s-seed%d" % (trainer, seed),
-                                    hparams, "dynamics-%s-%d.log" % (trainer, seed))
+    for seed in DYNAMICS_SEEDS:
+        # Both trainers at once, one seed at a time: torch computes in one thread, TF1 in
+        # its own pool; on 2 cores that halves the wall time.
+        hparams = dict(DYNAMICS_HPARAMS, seed=seed)
+        started = time.time()
+        runs = [(trainer, start_training(ctx, trainer, data_dir, "%s-seed%d" % (trainer, seed),
+                                         hparams, "dynamics-%s-%d.log" % (trainer, seed)))
+                for trainer in ("tf1", "torch")]
+        for trainer, run in runs:
+            failure, output = finish_training(run)
             if failure:
                 return failure
             final = final_loss(output, hparams)
@@ -382,8 +391,9 @@ def check_torch_dynamics(ctx):
                 return Result(False, "%s seed %d logged no loss at some of steps 410..500"
                               % (trainer, seed))
             finals[trainer].append(final)
-            log("torch-dynamics: %-5s seed %d: final loss %.3f (%d steps in %.0f s)" % (
-                trainer, seed, final, hparams["num_train_steps"], time.time() - started))
+            log("torch-dynamics: %-5s seed %d: final loss %.3f (%d steps; both trainers "
+                "done after %.0f s)" % (trainer, seed, final, hparams["num_train_steps"],
+                                       time.time() - started))
     lo, hi = min(finals["tf1"]), max(finals["tf1"])
     half = (hi - lo) / 2
     outside = [loss for loss in finals["torch"] if not lo - half <= loss <= hi + half]
