@@ -113,6 +113,10 @@ def test_the_tensor_comparison_fails_on_one_altered_slot():
     assert not conformance_torch.compare_tensors(want, got, 1e-5).ok
 
 
+def test_help_names_every_torch_check():
+    assert tuple(conformance_torch.CHECKS)[1:] == conformance.TORCH_CHECK_NAMES
+
+
 def test_conformance_torch_refuses_electra_dir():
     proc = run([PY, "-m", "wrapper.conformance", "--backend", "torch", "--electra-dir",
                 ELECTRA_DIR], check=False, cwd=REPO)
