@@ -41,8 +41,8 @@ STEP_TOLERANCE = 1e-5                              # relative per tensor after o
 OPTIMIZER_TOLERANCE = 1e-6                         # relative per tensor, optimizer alone
 OPTIMIZER_STEPS = (5, 500)                         # inside the 10 warmup steps, and after
 # The attention key bias adds the same number to every score of a query, which the softmax
-# cancels: its gradient is exactly zero, and each side holds its own rounding noise there
-# (1e-9 against 1e-10), so it and its slots are no measure of agreement.
+# cancels: its gradient is exactly zero, and each side holds its own rounding noise there,
+# so it and its slots are no measure of agreement.
 ZERO_GRADIENT = "attention/self/key/bias"
 # torch on the CPU in one thread: its thread pool spins, and on 2 busy cores two threads made
 # the tiny model's step 8 times slower (1.1 against 9.5 steps/s, measured).
@@ -69,13 +69,13 @@ def tf1_command(script, *args):
 
 
 def corpus_shards(ctx, seq_length):
-    """The reference corpus built by our builder at seq_length (once per run); None or a
-    failure Result in ctx.shared."""
+    """The folder of the reference corpus's shards built by our builder at seq_length (the
+    reference's flags and seed otherwise), or a failure Result; once per run (ctx.shared)."""
     key = "shards-%d" % seq_length
     if key not in ctx.shared:
         out_dir = ctx.work("torch-tfrecords-%d" % seq_length)
         log("building the fortunes shards at seq %d" % seq_length)
-        flags = ["--max-seq-length", str(seq_length)] + BUILDER_FLAGS[2:]
+        flags = ["--max-seq-length", str(seq_length)] + BUILDER_FLAGS[2:]   # [:2]: its length
         failure = build_shards(ctx, out_dir, 1, flags, electra_dir=paths.ELECTRA_DIR)
         ctx.shared[key] = failure or out_dir
     return ctx.shared[key]
