@@ -247,9 +247,9 @@ def test_two_gloo_processes_equal_one_with_hidden_dropout(data_dir):
     assert worst <= 1e-5, worst
 
 
-def worker_pids(marker, rank):
-    """Pids of electra_torch processes started by torchrun with RANK=rank whose command line
-    holds `marker` (this test's model name)."""
+def worker_pids(data_dir, rank):
+    """Pids of electra_torch processes started by torchrun with RANK=rank on data_dir (this
+    test's own temporary folder)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -259,8 +259,8 @@ def worker_pids(marker, rank):
                 cmdline = f.read()
         except OSError:
             continue
-        if (env.get(b"RANK") == str(rank).encode() and marker.encode() in cmdline
-                and b"electra_torch.run_pretraining" in cmdline):
+        if (env.get(b"RANK") == str(rank).encode() and b"electra_torch.run_pretraining" in cmdline
+                and b"\0" + data_dir.encode() + b"\0" in cmdline):
             found.append(int(pid))
     return found
 
@@ -278,7 +278,7 @@ def test_a_killed_process_stops_the_others_with_one_line_then_resume(data_dir):
         while not os.path.exists(os.path.join(model_dir, "model.ckpt-3.index")):
             assert proc.poll() is None and time.time() < deadline, proc.communicate()
             time.sleep(0.5)
-        pids = worker_pids("killed", 1)
+        pids = worker_pids(data_dir, 1)
         assert len(pids) == 1, pids
         os.kill(pids[0], signal.SIGKILL)
         killed_at = time.time()
@@ -293,7 +293,7 @@ def test_a_killed_process_stops_the_others_with_one_line_then_resume(data_dir):
     line = one_error_line(err)
     print("stopped %.1f s after the kill: %s" % (stopped_in, line))
     assert line.startswith("run_pretraining.py: error: process 1 of 2 stopped"), line
-    assert not worker_pids("killed", 0), "rank 0 still running"
+    assert not worker_pids(data_dir, 0), "rank 0 still running"
     latest = tensor_bundle.latest_checkpoint(model_dir)
     step = int(re.search(r"-(\d+)$", latest).group(1))
     assert step >= 3
