@@ -1,6 +1,7 @@
 """Conformance with the reference, google-research/electra @ 8a46635f, on data it produced.
 
     python -m wrapper.conformance [--electra-dir DIR] [--reference DIR] [CHECK ...]
+    python -m wrapper.conformance --backend torch [CHECK ...]   (wrapper/conformance_torch.py)
 
 The reference data lives in tests/conformance/ (its README says what produced each file).
 Every check runs the pipeline on the reference's inputs and compares with the reference's
@@ -376,6 +377,7 @@ class Context(object):
 
     def __init__(self, reference_dir, electra_dir, work_dir):
         self.reference_dir, self.electra_dir, self.work_dir = reference_dir, electra_dir, work_dir
+        self.shared = {}   # what one check computed for the next (shards, probe outputs)
 
     def ref(self, relative):
         return os.path.join(self.reference_dir, relative)
@@ -388,11 +390,24 @@ def quiet_env():
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
 
 
-def run_logged(command, log_file, cwd=None):
-    """Runs a command with its output in log_file; None, or a failure Result with its last lines."""
+def run_logged(command, log_file, cwd=None, env=None):
+    """Runs a command with its output in log_file; None, or a failure Result with its last lines.
+    env: variables to set besides quiet_env()'s."""
+    return finish_logged(start_logged(command, log_file, cwd, env))
+
+
+def start_logged(command, log_file, cwd=None, env=None):
+    """run_logged's command started, not waited for (finish_logged waits)."""
     with open(log_file, "w") as out:
-        status = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT,
-                                 env=quiet_env(), cwd=cwd)
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                 env=dict(quiet_env(), **(env or {})), cwd=cwd)
+    return child, command, log_file
+
+
+def finish_logged(started):
+    """Waits for a start_logged command; run_logged's answer."""
+    child, command, log_file = started
+    status = child.wait()
     if status == 0:
         return None
     with open(log_file, errors="replace") as f:
@@ -414,20 +429,31 @@ CHECKS = collections.OrderedDict([
     ("tokenizer", ("tokenizer", check_tokenizer)),
 ])
 TRAINER_SIDE = ("builder", "configs", "variables")   # what --electra-dir replaces
-NEEDS_CORPUS = ("builder", "variables", "tokenizer")
+# --backend torch's checks (wrapper/conformance_torch.py), named here for --help without torch.
+TORCH_CHECK_NAMES = ("torch-forward", "torch-step", "torch-optimizer", "torch-variables",
+                     "torch-interchange", "torch-dynamics")
+NEEDS_CORPUS = ("builder", "variables", "tokenizer", "torch")
 
 
-def select_checks(asked, other_implementation):
+def backend_checks(backend):
+    """The checks of a backend: tf1 (this module's) or torch (wrapper.conformance_torch's)."""
+    if backend == "torch":
+        from wrapper import conformance_torch
+        return conformance_torch.CHECKS
+    return CHECKS
+
+
+def select_checks(asked, other_implementation, checks=CHECKS):
     """The check names to run, in order, for the names/groups asked on the command line."""
-    groups = [group for group, _ in CHECKS.values()]
+    groups = [group for group, _ in checks.values()]
     if not asked or asked == ["all"]:
         asked = list(TRAINER_SIDE) if other_implementation else sorted(set(groups) - {"corpus"})
-    unknown = [a for a in asked if a not in CHECKS and a not in groups]
+    unknown = [a for a in asked if a not in checks and a not in groups]
     if unknown:
         raise UserError("unknown check %s; choose from all, %s, or one of %s" % (
-            ", ".join(unknown), ", ".join(sorted(set(groups))), ", ".join(CHECKS)))
-    chosen = [name for name, (group, _) in CHECKS.items() if name in asked or group in asked]
-    if any(CHECKS[name][0] in NEEDS_CORPUS for name in chosen) and "corpus" not in chosen:
+            ", ".join(unknown), ", ".join(sorted(set(groups))), ", ".join(checks)))
+    chosen = [name for name, (group, _) in checks.items() if name in asked or group in asked]
+    if any(checks[name][0] in NEEDS_CORPUS for name in chosen) and "corpus" not in chosen:
         chosen.insert(0, "corpus")
     return chosen
 
@@ -443,13 +469,13 @@ def check_inputs(reference_dir, electra_dir):
                             "checkout or this repository's third_party/electra" % (electra_dir, script))
 
 
-def run_checks(names, ctx):
+def run_checks(names, ctx, checks=CHECKS):
     """Runs the checks, one line each; returns the names of those that failed."""
     failed = []
     for number, name in enumerate(names, 1):
         started = time.time()
         try:
-            result = CHECKS[name][1](ctx)
+            result = checks[name][1](ctx)
         except Exception as e:   # a crash of the code under test is that check's FAIL
             result = Result(False, "crashed: %s: %s" % (type(e).__name__, e))
         print("%s %-24s %s  [%d/%d, %.0f s]" % ("PASS" if result.ok else "FAIL", name,
@@ -478,6 +504,10 @@ def parse_args(argv=None):
     parser.add_argument("checks", nargs="*", metavar="CHECK",
                         help="all (default), a group (%s) or one check (%s)" % (
                             ", ".join(sorted(set(g for g, _ in CHECKS.values()))), ", ".join(CHECKS)))
+    parser.add_argument("--backend", choices=("tf1", "torch"), default="tf1",
+                        help="tf1 (default): the checks above, of the TF1 trainer; torch: the "
+                             "PyTorch trainer against the TF1 trainer (%s; see "
+                             "wrapper/conformance_torch.py)" % ", ".join(TORCH_CHECK_NAMES))
     parser.add_argument("--electra-dir", default=None,
                         help="run the trainer-side checks (builder, configs, variables) against "
                              "this implementation, e.g. an upstream checkout (default: ours, "
@@ -492,13 +522,19 @@ def main(argv=None):
     electra_dir = os.path.abspath(args.electra_dir or paths.ELECTRA_DIR)
     reference_dir = os.path.abspath(args.reference)
     check_inputs(reference_dir, electra_dir)
-    names = select_checks(args.checks, args.electra_dir is not None)
-    print("conformance of %s with google-research/electra @ 8a46635f (data: %s): %s" % (
-        shown_path(electra_dir), shown_path(reference_dir), " ".join(names)), flush=True)
+    if args.backend == "torch" and args.electra_dir:
+        raise UserError("--electra-dir names a TF1 implementation; --backend torch compares the "
+                        "PyTorch trainer with ours (third_party/electra): drop one of them")
+    checks = backend_checks(args.backend)
+    names = select_checks(args.checks, args.electra_dir is not None, checks)
+    subject = ("%s with google-research/electra @ 8a46635f" % shown_path(electra_dir)
+               if args.backend == "tf1" else "third_party/electra_torch with third_party/electra")
+    print("conformance of %s (data: %s): %s" % (subject, shown_path(reference_dir),
+                                                " ".join(names)), flush=True)
     started = time.time()
     work_dir = tempfile.mkdtemp(prefix="conformance-")
     try:
-        failed = run_checks(names, Context(reference_dir, electra_dir, work_dir))
+        failed = run_checks(names, Context(reference_dir, electra_dir, work_dir), checks)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     verdict = "FAIL (%d of %d: %s)" % (len(failed), len(names), ", ".join(failed)) if failed \

@@ -173,6 +173,13 @@ def report_devices(config, torch, precision: str) -> bool:
     return False
 
 
+def check_batch_split(config, world: int) -> None:
+    if config.train_batch_size % world:
+        raise UserError("train_batch_size %d (the global batch) does not split evenly over %d "
+                        "processes; make it a multiple of %d" % (config.train_batch_size, world,
+                                                                 world))
+
+
 def check_precision(precision: str, cuda: bool, torch) -> None:
     if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise UserError("precision bf16 needs an Ampere or later GPU; use \"precision\": \"fp16\" "
@@ -264,10 +271,7 @@ def train(config, run: Run, torch) -> None:
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
-    if config.train_batch_size % world:
-        raise UserError("train_batch_size %d (the global batch) does not split evenly over %d "
-                        "processes; make it a multiple of %d" % (config.train_batch_size, world,
-                                                                 world))
+    check_batch_split(config, world)
     if world > 1:
         import torch.distributed as dist
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -447,7 +451,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_precision(config.precision, report_devices(config, torch, config.precision),
                             torch)
             count = processes_wanted(config, cuda)
-            if count > 1 or os.environ.get("NNODES", "1") != "1":
+            nodes = os.environ.get("NNODES", "1")
+            # Before starting them: each process would refuse it, one line each.
+            check_batch_split(config, count * (int(nodes) if nodes.isdigit() else 1))
+            if count > 1 or nodes != "1":
                 return launch_processes(count, argv)
         if config.do_eval:
             evaluate(config, torch)
