@@ -357,3 +357,30 @@ def test_bench_gpu_smoke_prints_its_table():
     assert [r[0] for r in rows] == ["fp32", "bf16"], proc.stdout
     assert all(float(r[3]) > 0 and np.isfinite(float(r[7])) for r in rows), proc.stdout
     assert any(l.startswith("ceiling: batch 64") for l in lines), proc.stdout
+
+
+def test_do_eval_writes_the_tf1_metrics_for_either_trainers_checkpoint(data_dir):
+    """do_eval on a checkpoint: the metrics the TF1 trainer reports, the same names, written to
+    results/unsup_results.txt and .pkl; the values are the model's, near TF1's own evaluation
+    of the same checkpoint (other random masks: not equal)."""
+    assert torch_trainer(data_dir, TINY, model_name="evaluated").returncode == 0
+    hparams = dict(TINY, do_train=False, do_eval=True, eval_batch_size=16, num_eval_steps=4)
+    proc = torch_trainer(data_dir, hparams, model_name="evaluated")
+    assert proc.returncode == 0, proc.stderr
+    results = os.path.join(data_dir, "models", "evaluated", "results", "unsup_results.txt")
+    with open(results) as f:
+        torch_values = dict(line.strip().split(" = ") for line in f)
+    names = {"disc_accuracy", "disc_auc", "disc_loss", "disc_precision", "disc_recall",
+             "global_step", "loss", "masked_lm_accuracy", "masked_lm_loss",
+             "sampled_masked_lm_accuracy"}
+    assert set(torch_values) == names
+    assert torch_values["global_step"] == "10"
+    tf1 = run([PY, "run_pretraining.py", "--data-dir", data_dir, "--model-name", "evaluated",
+               "--hparams", json.dumps(hparams)], check=False, cwd=ELECTRA_DIR)
+    assert tf1.returncode == 0, tf1.stderr
+    with open(results) as f:
+        tf1_values = dict(line.strip().split(" = ") for line in f)
+    assert set(tf1_values) == names
+    for name in ("disc_loss", "masked_lm_loss", "loss", "disc_auc"):
+        assert abs(float(tf1_values[name]) - float(torch_values[name])) < \
+            0.1 * abs(float(tf1_values[name])), (name, tf1_values[name], torch_values[name])
