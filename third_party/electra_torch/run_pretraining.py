@@ -186,21 +186,26 @@ def check_precision(precision: str, cuda: bool, torch) -> None:
                         "(Volta, Turing) or \"fp32\"")
 
 
+def host_setting(name: str, default: str) -> str:
+    """NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT; Make exports an unset one as empty."""
+    return os.environ.get(name) or default
+
+
 def launch_processes(count: int, argv: List[str]) -> int:
     """Runs this same command in `count` processes per host under torchrun; returns its status.
 
     torchrun's own rendezvous joins the hosts (NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT);
     a process that dies makes torchrun stop the others, and this says so in one line.
     """
-    nnodes = os.environ.get("NNODES", "1")
+    nnodes = host_setting("NNODES", "1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=%d" % count,
                "--nnodes=%s" % nnodes]
-    if nnodes == "1" and not os.environ.get("MASTER_ADDR"):
+    if nnodes == "1" and not host_setting("MASTER_ADDR", ""):
         command.append("--standalone")
     else:
-        command += ["--node-rank=%s" % os.environ.get("NODE_RANK", "0"),
-                    "--master-addr=%s" % os.environ.get("MASTER_ADDR", "127.0.0.1"),
-                    "--master-port=%s" % os.environ.get("MASTER_PORT", "29500")]
+        command += ["--node-rank=%s" % host_setting("NODE_RANK", "0"),
+                    "--master-addr=%s" % host_setting("MASTER_ADDR", "127.0.0.1"),
+                    "--master-port=%s" % host_setting("MASTER_PORT", "29500")]
     command += ["-m", "electra_torch.run_pretraining"] + argv
     env = dict(os.environ, ELECTRA_TORCH_LAUNCHED="1", OMP_NUM_THREADS=os.environ.get(
         "OMP_NUM_THREADS", "1"), LOGLEVEL=os.environ.get("LOGLEVEL", "ERROR"))
