@@ -456,7 +456,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_precision(config.precision, report_devices(config, torch, config.precision),
                             torch)
             count = processes_wanted(config, cuda)
-            nodes = os.environ.get("NNODES", "1")
+            nodes = host_setting("NNODES", "1")
             # Before starting them: each process would refuse it, one line each.
             check_batch_split(config, count * (int(nodes) if nodes.isdigit() else 1))
             if count > 1 or nodes != "1":
