@@ -6,6 +6,7 @@ and from the reference data's byte-exact copy of fortunes-es 1.36 (tests/conform
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -145,3 +146,17 @@ def spanish_corpus(tmp_path_factory, debian_fortunes_dir, debian_reference_lines
     proc = module("corpus", "--data-dir", data, "--corpus",
                   debian_fortunes_dir + ":" + DEBIAN_REFERENCE_TXT, "--num-files", "2")
     return data, proc
+
+
+def one_fortunes_file_input(root, seq_length):
+    """root/vocab.txt (the 8k vocab) and root/pretrain_tfrecords of one fortunes file at
+    seq_length: the smallest real input a trainer accepts. Returns root."""
+    shutil.copy(VOCAB_8K, os.path.join(root, "vocab.txt"))
+    corpus = os.path.join(root, "corpus")
+    os.makedirs(corpus)
+    shutil.copy(os.path.join(FORTUNES_SHARED, "refranes.fortunes"), corpus)
+    run([PY, os.path.join(ELECTRA_DIR, "build_pretraining_dataset.py"), "--corpus-dir", corpus,
+         "--vocab-file", VOCAB_8K, "--output-dir", os.path.join(root, "pretrain_tfrecords"),
+         "--max-seq-length", str(seq_length), "--no-lower-case", "--num-processes", "1",
+         "--seed", "1"])
+    return root

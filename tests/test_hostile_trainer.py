@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import (ELECTRA_DIR, FORTUNES_SHARED, PY, REPO, VOCAB_8K, assert_one_line_error,
-                      module, run)
+                      module, one_fortunes_file_input, run)
 from convert_support import MODEL_NAME, TINY_CKPT_DIR, TINY_HPARAMS
 from test_hostile_input import small_filesystem
 
@@ -44,15 +44,7 @@ def free_port():
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """vocab.txt and the TFRecords of one fortunes file (the trainer checks both first)."""
-    root = str(tmp_path_factory.mktemp("trainer-data"))
-    shutil.copy(VOCAB_8K, os.path.join(root, "vocab.txt"))
-    corpus = os.path.join(root, "corpus")
-    os.makedirs(corpus)
-    shutil.copy(os.path.join(FORTUNES_SHARED, "refranes.fortunes"), corpus)
-    run([PY, os.path.join(ELECTRA_DIR, "build_pretraining_dataset.py"), "--corpus-dir", corpus,
-         "--vocab-file", VOCAB_8K, "--output-dir", os.path.join(root, "pretrain_tfrecords"),
-         "--max-seq-length", "128", "--no-lower-case", "--num-processes", "1", "--seed", "1"])
-    return root
+    return one_fortunes_file_input(str(tmp_path_factory.mktemp("trainer-data")), 128)
 
 
 def trainer(data_dir, tf_config, **env):

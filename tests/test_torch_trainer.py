@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import (ELECTRA_DIR, FORTUNES_SHARED, PY, PY_MODERN, REPO, VOCAB_8K,
-                      assert_one_line_error, one_error_line, run)
+                      assert_one_line_error, one_error_line, one_fortunes_file_input, run)
 from wrapper import conformance, conformance_torch
 from wrapper.electra import tensor_bundle
 
@@ -52,15 +52,7 @@ def with_overrides(hparams, **changes):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """vocab.txt and seq-64 TFRecords of one fortunes file."""
-    root = str(tmp_path_factory.mktemp("torch-data"))
-    shutil.copy(VOCAB_8K, os.path.join(root, "vocab.txt"))
-    corpus = os.path.join(root, "corpus")
-    os.makedirs(corpus)
-    shutil.copy(os.path.join(FORTUNES_SHARED, "refranes.fortunes"), corpus)
-    run([PY, os.path.join(ELECTRA_DIR, "build_pretraining_dataset.py"), "--corpus-dir", corpus,
-         "--vocab-file", VOCAB_8K, "--output-dir", os.path.join(root, "pretrain_tfrecords"),
-         "--max-seq-length", "64", "--no-lower-case", "--num-processes", "1", "--seed", "1"])
-    return root
+    return one_fortunes_file_input(str(tmp_path_factory.mktemp("torch-data")), 64)
 
 
 def worst_difference(want, got):
