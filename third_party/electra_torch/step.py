@@ -17,7 +17,6 @@ import torch.distributed as dist
 from electra_torch import draws, objective, optimizer
 from electra_torch.model import Electra, tf_variables
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # TF's dynamic loss scale (tf.train.experimental.DynamicLossScale's defaults).
 LOSS_SCALE_START, LOSS_SCALE_PERIOD, LOSS_SCALE_FACTOR = 2.0 ** 15, 2000, 2.0
