@@ -1,6 +1,6 @@
 """CORPUS=debian-es (wrapper/debian_corpus.py): Spanish sentences from Debian's real, installed
 packages. The builds here use a small subset of them (SUBSET, installed by .ci/run); the whole
-set takes about 30 s on 2 cores (README, "CORPUS=debian-es")."""
+set's measured time is in docs/BENCHMARKS.md ("CORPUS=debian-es")."""
 import collections
 import gzip
 import json
