@@ -121,10 +121,29 @@ def test_interchange_tf1_torch_tf1(tmp_path):
     assert "torch at step 21" in result.detail and "tf1 at step 41" in result.detail
 
 
-def test_dynamics_torch_final_loss_inside_tf1_spread(tmp_path):
+def test_input_torch_shows_a_run_the_data_tf1_shows(tmp_path):
+    result = conformance_torch.check_torch_input(context(tmp_path))
+    print(result.detail)
+    assert result.ok, result.detail
+    assert "seeds 1-10: tf1 " in result.detail
+
+
+def test_dynamics_torch_final_loss_near_tf1(tmp_path):
     result = conformance_torch.check_torch_dynamics(context(tmp_path))
     print(result.detail)
     assert result.ok, result.detail
+
+
+def test_dynamics_verdict_fails_a_shifted_mean_not_seed_noise():
+    tf1 = [24.83, 24.68, 24.73]
+    ok, detail = conformance_torch.dynamics_verdict({"tf1": tf1, "torch": [24.95, 24.90, 24.99]})
+    assert ok, detail
+    ok, detail = conformance_torch.dynamics_verdict(
+        {"tf1": tf1, "torch": [x + 0.3 for x in tf1]})
+    assert not ok and "difference +0.300" in detail, detail
+    ok, detail = conformance_torch.dynamics_verdict(
+        {"tf1": tf1, "torch": [x - 0.3 for x in tf1]})
+    assert not ok and "difference -0.300" in detail, detail
 
 
 # ---- the fused Adam against a plain loop -----------------------------------------------------

@@ -431,7 +431,7 @@ CHECKS = collections.OrderedDict([
 TRAINER_SIDE = ("builder", "configs", "variables")   # what --electra-dir replaces
 # --backend torch's checks (wrapper/conformance_torch.py), named here for --help without torch.
 TORCH_CHECK_NAMES = ("torch-forward", "torch-step", "torch-optimizer", "torch-variables",
-                     "torch-interchange", "torch-dynamics")
+                     "torch-interchange", "torch-input", "torch-dynamics")
 NEEDS_CORPUS = ("builder", "variables", "tokenizer", "torch")
 
 

@@ -1,15 +1,18 @@
 """Batches from the builder's TFRecords, read ahead on a thread into pinned memory.
 
-The TF1 trainer's input, in the same shape: the shard files in a random order, repeated;
-records taken in turn from up to 4 files at a time; a shuffle buffer of 100 examples;
+The TF1 trainer's input, in distribution: the list of shard files repeated for ever and
+passed through a shuffle buffer as long as the list (so a file can come round again before
+every other file has been read once, as it does in TF1); records taken in turn from up to 4
+open files, a finished file's place going to the next one; a shuffle buffer of 100 examples;
 batches of train_batch_size, the remainder dropped. Every process of a torchrun job reads
 the same global batches (same seed) and keeps its own rows, so that a batch split over
 processes is the one-process batch.
 """
+import itertools
 import queue
 import random
 import threading
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -22,38 +25,54 @@ SHUFFLE_BUFFER = 100
 READ_AHEAD = 4
 
 
-def examples(files: List[str], seq_length: int, rng: random.Random) -> Iterator[np.ndarray]:
-    """Examples as [3, T] int32 arrays, in the TF1 input's order of files and records."""
-    while True:
-        order = list(files)
-        rng.shuffle(order)
-        for start in range(0, len(order), CYCLE_LENGTH):
-            opened = [tfrecord_io.read_examples(path, FEATURES, seq_length)
-                      for path in order[start:start + CYCLE_LENGTH]]
-            stacked = [np.stack([f[name] for name in FEATURES], 1) for f in opened]  # [n, 3, T]
-            longest = max((len(s) for s in stacked), default=0)
-            for i in range(longest):
-                for s in stacked:
-                    if i < len(s):
-                        yield s[i]
-
-
-def shuffled(stream: Iterator[np.ndarray], rng: random.Random) -> Iterator[np.ndarray]:
+def shuffled(stream: Iterator, buffer_size: int, rng: random.Random) -> Iterator:
+    """A shuffle buffer: filled with buffer_size items, then each output is a random one of
+    them, its place taken by the next item of the stream."""
     buffer = []
     for item in stream:
-        if len(buffer) < SHUFFLE_BUFFER:
+        if len(buffer) < buffer_size:
             buffer.append(item)
             continue
         i = rng.randrange(len(buffer))
         yield buffer[i]
         buffer[i] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def file_examples(path: str, seq_length: int) -> Iterator[np.ndarray]:
+    opened = tfrecord_io.read_examples(path, FEATURES, seq_length)
+    yield from np.stack([opened[name] for name in FEATURES], 1)        # [n, 3, T] row by row
+
+
+def interleaved(paths: Iterator[str], seq_length: int, cycle_length: int) -> Iterator[np.ndarray]:
+    """Examples from cycle_length open files in turn; an exhausted file's place goes to the
+    next path when its turn comes round."""
+    slots: List[Optional[Iterator[np.ndarray]]] = [None] * cycle_length
+    position = 0
+    while True:
+        if slots[position] is None:
+            slots[position] = file_examples(next(paths), seq_length)
+        example = next(slots[position], None)
+        if example is None:
+            slots[position] = None
+        else:
+            yield example
+        position = (position + 1) % cycle_length
+
+
+def examples(files: List[str], seq_length: int, rng: random.Random) -> Iterator[np.ndarray]:
+    """Examples as [3, T] int32 arrays, for ever, in the TF1 input's order of files and
+    records (up to the draws)."""
+    paths = shuffled(itertools.cycle(files), len(files), rng)
+    return interleaved(paths, seq_length, min(CYCLE_LENGTH, len(files)))
 
 
 def global_batches(files: List[str], seq_length: int, batch_size: int,
                    seed: int) -> Iterator[np.ndarray]:
     """[batch_size, 3, T] int32 arrays, for ever."""
     rng = random.Random(seed)
-    items = shuffled(examples(files, seq_length, rng), rng)
+    items = shuffled(examples(files, seq_length, rng), SHUFFLE_BUFFER, rng)
     while True:
         yield np.stack([next(items) for _ in range(batch_size)])
 
