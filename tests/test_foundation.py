@@ -45,6 +45,7 @@ def test_venv_holds_exactly_the_lock():
 
 
 @pytest.mark.network(host="pypi.org")   # pip resolves the lock against the package index
+@pytest.mark.slow
 def test_lock_is_closed_under_dependencies():
     """Resolving the lock WITH dependencies adds nothing: --no-deps installs lose nothing."""
     proc = run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
