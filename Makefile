@@ -71,7 +71,7 @@ PY_MODERN   := $(VENV_MODERN)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup setup-modern test demo corpus vocab hparams pretrain-data pretrain \
+.PHONY: help setup setup-modern test test-all demo corpus vocab hparams pretrain-data pretrain \
         convert verify predict evaluate conformance tensorboard all docker-build docker-run \
         demo-gpu \
         bench-data bench-train bench-formats
@@ -122,9 +122,14 @@ setup-modern: $(VENV_MODERN)/.installed ## create .venv-modern (Python >= 3.10, 
 $(VENV_MODERN)/.installed: requirements-modern.lock scripts/setup_venv.sh
 	@scripts/setup_venv.sh --modern $(VENV_MODERN) requirements-modern.lock
 
-# The tests run make with their own settings: none of this make's leaks into them.
-test: setup setup-modern ## run the test suite (tests/)
-	env $(foreach var,$(USER_VARS),-u $(var)) $(PY) -m pytest -q --durations=15 tests $(PYTEST_ARGS)
+# The tests run make with their own settings: none of this make's leaks into them. Tests
+# marked `slow` (tests/conftest.py says which) run under test-all only.
+TEST_COMMAND := env $(foreach var,$(USER_VARS),-u $(var)) $(PY) -m pytest -q --durations=15 tests
+test: setup setup-modern ## the fast tests (minutes): every module, no long training
+	$(TEST_COMMAND) -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup setup-modern ## every test, the slow ones too (what .ci/run runs)
+	$(TEST_COMMAND) $(PYTEST_ARGS)
 
 # ---- pipeline --------------------------------------------------------------------------
 # Each stage target is one line: wrapper/pipeline.py's table says what the stage reads, writes

@@ -91,9 +91,14 @@ def assert_one_line_error(proc, *words, program=None, status=None, also_ignore=(
 
 # Tests that need the internet beyond the package registries are marked
 # @pytest.mark.network(host=...) and skipped, saying so, when that host cannot be reached.
+# Tests that take more than a few seconds (training beyond a few steps, killed processes, full
+# disks, the demo, conformance runs, several processes) are marked slow: `make test` leaves
+# them out, `make test-all` (.ci/run) runs them.
 def pytest_configure(config):
     config.addinivalue_line("markers", "network(host): needs the internet (HOST:443); "
                                        "skipped when it cannot be reached")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds; make test-all "
+                                       "runs it, make test does not")
 
 
 def reachable(host, port=443, timeout=5):

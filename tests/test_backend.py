@@ -87,6 +87,7 @@ def test_empty_host_settings_are_unset_for_the_trainer():
 
 # ---- one model directory, either trainer in turn --------------------------------------------
 
+@pytest.mark.slow
 def test_tf1_then_torch_then_tf1_continue_one_model(tmp_path):
     data = str(tmp_path / "d")
     common = ["DATA_DIR=" + data, "MODEL_NAME=m", "CORPUS=" + FORTUNES_SHARED,
@@ -226,6 +227,7 @@ def test_demo_gpu_dry_run_shows_its_settings_and_steps(tmp_path):
                                       "DEMO_GPU_VOCAB_SIZE=1000").stdout
 
 
+@pytest.mark.slow
 def test_demo_gpu_smoke_runs_its_whole_path_on_the_cpu(tmp_path):
     task_data = real_classification_data(str(tmp_path / "task"))
     proc = make("demo-gpu", "DEMO_GPU_SMOKE=1", "DATA_DIR=%s" % tmp_path,

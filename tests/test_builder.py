@@ -62,6 +62,7 @@ def mixed_corpus(tmp_path_factory, debian_fortunes_dir):
 # ---- equal to the reference ------------------------------------------------------------
 
 @pytest.mark.parametrize("processes,tokenizer", [(1, "fast"), (2, "fast"), (2, "plain")])
+@pytest.mark.slow
 def test_reference_shards(processes, tokenizer, tmp_path, fortunes_dir):
     golden_path = os.path.join(CONFORMANCE, "builder",
                                "fortunes-seq128-cased-seed1234-p%d.json" % processes)
@@ -300,6 +301,7 @@ def test_failed_run_keeps_previous_output(tmp_path, fortunes_dir):
     assert aside_dirs(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_previous_complete_set(tmp_path, fortunes_dir):
     out = tmp_path / "out"
     build(fortunes_dir, out, "--num-out-files", 5, "--seed", 1)

@@ -61,6 +61,7 @@ def load(relative, reference_dir=REFERENCE):
 
 # ---- builder: the real builder against an altered digest -----------------------------------
 
+@pytest.mark.slow
 def test_builder_check_fails_on_one_altered_shard_digest(tmp_path):
     relative = conformance.BUILDER_DIGESTS % 1
     reference = reference_copy(tmp_path / "reference", writable={relative})
@@ -202,6 +203,7 @@ def test_compare_logits_bounds():
     assert not result.ok and "argmax agreement 0.986" in result.detail   # 71 of 72 positions
 
 
+@pytest.mark.slow
 def test_converter_check_fails_on_an_altered_reference_logit(tmp_path):
     """The real conversion of the reference's tiny checkpoint, against expected logits with one
     value moved by 1e-3."""

@@ -140,6 +140,7 @@ def test_transformers_2_8_tokenizers_match_builder(model_dirs, spanish_lines, bu
 
 
 @pytest.mark.parametrize("case", sorted(LOWER_CASE))
+@pytest.mark.slow
 def test_current_transformers_autotokenizer_matches_builder(modern_ids, spanish_lines,
                                                             builder_ids, case):
     want = builder_ids[case]

@@ -14,6 +14,9 @@ from conftest import DEBIAN_REFERENCE_TXT, FORTUNES_DEBIAN, REPO, run
 from test_evaluate import real_classification_data
 from test_pipeline import read_only, read_only_mount_works
 
+# The whole pipeline and an evaluation: make test-all runs it (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 MAKE = ["make", "--no-print-directory", "-C", REPO]
 STAGES = ["corpus", "vocab", "hparams", "pretrain-data", "pretrain-electra-spanish",
           "convert-electra-spanish", "verify-electra-spanish"]

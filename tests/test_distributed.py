@@ -73,6 +73,7 @@ def single_device_step(initial_checkpoint):
 
 # ---- the same math -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_cpu_replicas_step_equals_one_device_step(initial_checkpoint, single_device_step):
     two = import_step().variables_after_one_step(initial_checkpoint, cpu_replicas=2)
     assert sorted(two) == sorted(single_device_step)
@@ -129,6 +130,7 @@ def finish(procs, timeout):
     return outputs
 
 
+@pytest.mark.slow
 def test_two_worker_processes_step_equals_one_device_step(tmp_path, initial_checkpoint,
                                                           single_device_step):
     out_dir = str(tmp_path / "model")
@@ -171,6 +173,7 @@ def fortunes_data(tmp_path_factory, fortunes_dir):
     return data_dir
 
 
+@pytest.mark.slow
 def test_two_cpu_replicas_train_then_resume_on_one_device(fortunes_data):
     tf = tf1()
     model_dir = os.path.join(fortunes_data, "models", "cpu2")
@@ -200,6 +203,7 @@ def test_two_cpu_replicas_train_then_resume_on_one_device(fortunes_data):
         os.path.join(model_dir, "model.ckpt-6")).get_tensor("global_step") == 6
 
 
+@pytest.mark.slow
 def test_killed_worker_then_both_restarted_resume_from_the_last_checkpoint(fortunes_data):
     """Two trainer processes on loopback (TF_CONFIG); one is killed mid-run. TF 1.15's
     all-reduce has no timeout, so the other would wait without end: it stops itself after

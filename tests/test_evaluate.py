@@ -169,6 +169,7 @@ HUB_COPY = """
     """
 
 
+@pytest.mark.slow
 def test_hub_loaders_read_a_local_copy_in_the_hubs_layout(tmp_path):
     hub = str(tmp_path / "hub")
     modern(HUB_COPY, hub)
@@ -212,6 +213,7 @@ def test_task_data_jsonl_and_conll_loaders(tmp_path):
 
 # ---- fine-tuning ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fine_tunes_converted_model_against_random_init(tmp_path, tiny_run):
     data = real_classification_data(str(tmp_path / "task"))
     home = tmp_path / "home"
@@ -263,6 +265,7 @@ def test_fine_tunes_converted_model_against_random_init(tmp_path, tiny_run):
     assert "epoch 2/2" in proc.stderr   # the per-epoch progress bars and dev lines
 
 
+@pytest.mark.slow
 def test_fine_tunes_a_tagging_task_with_entity_f1(tmp_path, tiny_run):
     tags = tmp_path / "tags"
     tags.mkdir()
@@ -313,6 +316,7 @@ def test_model_dir_without_converted_model(tmp_path, tiny_run):
                           "baseline %s holds no converted model" % tmp_path)
 
 
+@pytest.mark.slow
 def test_baseline_whose_tokenizer_does_not_match_its_model(tmp_path, tiny_run):
     mismatched = str(tmp_path / "mismatched")
     modern("""
@@ -331,6 +335,7 @@ def test_baseline_whose_tokenizer_does_not_match_its_model(tmp_path, tiny_run):
                           "its tokenizer has 8000 tokens but the model's vocab_size is 1000")
 
 
+@pytest.mark.slow
 def test_offline_hub_ids_fail_fast_in_one_line(tiny_run):
     # No network here (DEVELOPERS.md); a host that cannot resolve stands in for it anywhere.
     offline = {"HF_ENDPOINT": "https://hub.invalid", "HF_HOME": "/nonexistent/hf-home"}
@@ -456,6 +461,7 @@ def model_copy(tiny_run, target, drop=(), vocab_lines=None, truncate=None):
     (dict(drop=["pytorch_model.bin"], truncate=100000),
      ["cannot load its weights", "damaged or incomplete"]),
 ])
+@pytest.mark.slow
 def test_model_without_its_tokenizer_or_weights_is_refused(tmp_path, tiny_run, case, words):
     # A 5-token tokenizer used to make every word [UNK] and print a score all the same.
     data = real_classification_data(str(tmp_path / "task"), per_class=8)
@@ -539,6 +545,7 @@ def dead_pid():
     return proc.pid
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_seeds_and_stale_partials_are_settled(tmp_path, tiny_run):
     import signal
     import subprocess
@@ -594,6 +601,7 @@ def test_ctrl_c_keeps_finished_seeds_and_stale_partials_are_settled(tmp_path, ti
     assert len(result["models"][0]["scores"]) == 3 and not os.path.exists(seeds_dir)
 
 
+@pytest.mark.slow
 def test_finished_seeds_of_other_settings_are_not_reused(tmp_path, tiny_run):
     data = real_classification_data(str(tmp_path / "task"), per_class=8)
     common = ["--data-dir", tiny_run, "--model-name", MODEL_NAME, "--task", "other",
@@ -624,6 +632,7 @@ def test_finished_seeds_of_other_settings_are_not_reused(tmp_path, tiny_run):
     assert "seed 1 epoch 1/1" in proc.stderr
 
 
+@pytest.mark.slow
 def test_read_only_or_full_data_dir_is_said_before_any_training(tmp_path, tiny_run):
     from test_hostile_input import small_filesystem
     from test_pipeline import read_only
@@ -660,6 +669,7 @@ def error_after_training(proc, *words):
         assert word in errors[0], errors[0]
 
 
+@pytest.mark.slow
 def test_disk_full_at_the_final_write_keeps_the_seeds_for_the_rerun(tmp_path, tiny_run):
     from test_hostile_input import small_filesystem
     data = real_classification_data(str(tmp_path / "task"), per_class=8)
@@ -684,6 +694,7 @@ def test_disk_full_at_the_final_write_keeps_the_seeds_for_the_rerun(tmp_path, ti
         assert sorted(os.listdir(out_dir)) == ["t.json", "t.png"]
 
 
+@pytest.mark.slow
 def test_second_evaluation_of_the_same_model_says_who_holds_it(tmp_path, tiny_run):
     import subprocess
     import time
@@ -711,6 +722,7 @@ def test_second_evaluation_of_the_same_model_says_who_holds_it(tmp_path, tiny_ru
     assert "epoch" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_external_model_in_a_fresh_data_dir_and_a_baseline_path_with_a_space(tmp_path,
                                                                            tiny_run):
     # Through the pipeline as make runs it (BASELINE arrives as one argument), in an image

@@ -45,6 +45,7 @@ def test_venv_holds_exactly_the_lock():
 
 
 @pytest.mark.network(host="pypi.org")   # pip resolves the lock against the package index
+@pytest.mark.slow
 def test_lock_is_closed_under_dependencies():
     """Resolving the lock WITH dependencies adds nothing: --no-deps installs lose nothing."""
     proc = run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
@@ -81,8 +82,8 @@ def test_hadolint_clean():
 def test_make_help_lists_every_stage():
     out = run(["make", "-s", "help"], cwd=REPO).stdout
     listed = set(re.findall(r"^  ([a-z0-9-]+) ", out, re.M))
-    for target in ["setup", "setup-modern", "test", "demo", "corpus", "vocab", "hparams",
-                   "pretrain-data", "pretrain", "convert", "verify", "predict", "tensorboard",
+    for target in ["setup", "setup-modern", "test", "test-all", "demo", "corpus", "vocab",
+                   "hparams", "pretrain-data", "pretrain", "convert", "verify", "predict", "tensorboard",
                    "docker-build", "docker-run", "all", "bench-data", "bench-train",
                    "bench-formats"]:
         assert target in listed, target
@@ -90,6 +91,19 @@ def test_make_help_lists_every_stage():
                      "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE", "NUM_PROCESSES", "ELECTRA_DIR",
                      "SENTENCE"]:
         assert re.search(r"^  %s=" % variable, out, re.M), variable
+
+
+def test_make_test_leaves_out_the_slow_tests_and_ci_runs_them_all():
+    def pytest_line(target):
+        out = run(["make", "-n", target], cwd=REPO).stdout
+        return [l for l in out.splitlines() if " -m pytest " in l][0]
+    fast, every = pytest_line("test"), pytest_line("test-all")
+    assert '-m "not slow"' in fast and " -m " not in every.split(" -m pytest ", 1)[1]
+    for line in (fast, every):
+        assert "--durations=15" in line and " -u DATA_DIR " in line, line
+    with open(os.path.join(REPO, ".ci", "run"), encoding="utf-8") as f:
+        commands = [l for l in f.read().splitlines() if l.startswith("make ")]
+    assert commands == ["make test-all", "make conformance", "make conformance BACKEND=torch"]
 
 
 def test_setup_is_idempotent_and_fast():

@@ -247,6 +247,7 @@ def test_builder_says_nothing_about_text_of_ordinary_lines(tmp_path, fortunes_di
 
 # ---- a full disk ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_corpus_on_a_full_disk_is_one_line_naming_the_directory(tmp_path):
     with gzip.open(DEBIAN_REFERENCE_TXT, "rb") as f:
         (tmp_path / "reference.txt").write_bytes(f.read())     # 1 MB of text
@@ -260,6 +261,7 @@ def test_corpus_on_a_full_disk_is_one_line_naming_the_directory(tmp_path):
 
 
 @pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.slow
 def test_builder_on_a_full_disk_is_one_line_naming_the_directory(tmp_path, fortunes_dir,
                                                                  processes):
     with small_filesystem(tmp_path / "small", "300k") as small:
@@ -276,6 +278,7 @@ def test_builder_on_a_full_disk_is_one_line_naming_the_directory(tmp_path, fortu
 # ---- a builder job killed by a signal ------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.slow
 def test_builder_names_the_signal_that_killed_a_job(tmp_path, sig):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -299,6 +302,7 @@ def test_builder_names_the_signal_that_killed_a_job(tmp_path, sig):
     assert [n for n in os.listdir(str(tmp_path)) if n.startswith(".out.")] == []
 
 
+@pytest.mark.slow
 def test_download_on_a_full_disk_is_one_line_and_resumes(tmp_path, debian_reference_lines):
     import http.server
     import threading
@@ -342,6 +346,7 @@ def test_download_on_a_full_disk_is_one_line_and_resumes(tmp_path, debian_refere
         server.server_close()
 
 
+@pytest.mark.slow
 def test_stage_runner_names_the_signal_that_killed_the_builder(tmp_path):
     """With one process the job runs in the builder itself: the stage runner names the signal
     (make would show only `Error 247` for SIGKILL)."""

@@ -176,6 +176,7 @@ def test_a_sentence_starting_with_a_dash_is_a_sentence(tmp_path):
 
 # ---- items 3 and 5: earlier stages up to date and whole before a later one runs ------------
 
+@pytest.mark.slow
 def test_pretrain_brings_hparams_up_to_date_first(trained, copy_of):
     data = copy_of(trained)
     assert "pretrain-m: up to date" in make(["pretrain"], data).stdout
@@ -207,6 +208,7 @@ def test_convert_keeps_the_hparams_the_model_was_trained_with(trained, copy_of):
     assert (data / "hparams.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_num_gpus_that_failed_does_not_stay_in_hparams(trained, copy_of):
     data = copy_of(trained)
     proc = make(["pretrain"], data, check=False, NUM_GPUS="2")
@@ -230,6 +232,7 @@ def test_a_failed_hparams_leaves_hparams_json_as_it_was(trained, copy_of):
     assert "hparams: redoing (changed: HPARAMS_OVERRIDES)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_truncated_shard_is_seen_and_named(trained, copy_of):
     data = copy_of(trained)
     shards = data / "pretrain_tfrecords"
@@ -266,6 +269,7 @@ def test_an_overwritten_shard_of_the_same_size_is_seen(trained, copy_of):
     assert "pretrain-data: redoing (damaged output: %s: " % shard in out
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_is_seen_by_pretrain_and_convert(trained, copy_of):
     data = copy_of(trained)
     model = data / "models" / "m"

@@ -55,6 +55,7 @@ def trainer(data_dir, tf_config, **env):
 
 # ---- a host of the cluster that never comes --------------------------------------------------
 
+@pytest.mark.slow
 def test_a_peer_that_never_comes_is_said_then_one_line_after_the_bound(data_dir):
     cluster = ["127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()]
     start = time.time()
@@ -197,6 +198,7 @@ def test_hparams_beyond_any_sane_value_are_one_line(tmp_path, overrides, words):
     assert not (tmp_path / "hparams.json").exists()
 
 
+@pytest.mark.slow
 def test_the_trainer_refuses_the_same_values_in_one_line(tmp_path):
     proc = run([PY, "run_pretraining.py", "--data-dir", str(tmp_path), "--model-name", "m",
                 "--hparams", '{"num_train_steps": 12345678901234567890123}'], check=False,
@@ -313,6 +315,7 @@ def test_convert_on_a_full_disk_is_one_line(tmp_path):
         assert os.listdir(hf) == []          # no partial directory left
 
 
+@pytest.mark.slow
 def test_verify_logits_on_a_full_disk_are_one_line_and_not_in_the_model_dir(tmp_path):
     with small_filesystem(tmp_path / "small", "2m") as small:
         root = data_dir_on(small)

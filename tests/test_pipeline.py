@@ -286,6 +286,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_lets_the_stage_command_stop_on_its_own_terms(tmp_path):
     """Ctrl-C reaches the whole process group; the runner waits for its command (which says
     where it stopped) instead of killing it, adds no line of its own and records nothing."""

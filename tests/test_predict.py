@@ -57,6 +57,7 @@ def test_predict_cuts_a_sentence_longer_than_the_model_with_a_note(tiny_run):
     assert "Traceback" not in proc.stderr and "longer than" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_predict_same_table_with_current_transformers(tiny_run):
     model_dir = hf_dir(tiny_run, "discriminator")
     assert predict(need_modern(), model_dir).stdout == predict(PY, model_dir).stdout

@@ -127,6 +127,7 @@ def tiny_config_and_batch(data_dir, **switches):
 
 @pytest.mark.parametrize("switches,shapes,absent", SWITCHES,
                          ids=[json.dumps(s[0]) for s in SWITCHES])
+@pytest.mark.slow
 def test_reference_switches_build_and_train(tmp_path, switches, shapes, absent):
     """Each switch of the reference builds its graph, with its variables, and trains."""
     tf = tf1()
@@ -217,6 +218,7 @@ def test_clip_by_global_norm_equals_tensorflows(size):
         np.testing.assert_array_equal(a, b)   # NaN where TF gives NaN
 
 
+@pytest.mark.slow
 def test_gradients_skipping_inputs_without_gradient_are_the_same_with_fewer_ops():
     """skip_inputs_without_gradient: bit-equal gradients from fewer ops (the first step's time)."""
     tf = tf1()
@@ -253,6 +255,7 @@ def test_gradients_skipping_inputs_without_gradient_are_the_same_with_fewer_ops(
 
 # ---- training --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_resumes_reference_checkpoint(tmp_path, fortunes_tfrecords):
     data_dir = make_data_dir(tmp_path / "data", fortunes_tfrecords)
     model_dir = os.path.join(data_dir, "models", "tiny")
@@ -282,6 +285,7 @@ def trained_tiny(tmp_path_factory, fortunes_tfrecords):
     return data_dir, os.path.join(data_dir, "models", "tiny"), proc
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(trained_tiny):
     _, _, proc = trained_tiny
     lines = progress(proc.stdout)
@@ -314,6 +318,7 @@ def test_checkpoints_kept_and_summaries_written(trained_tiny):
     assert {"total_loss", "generator_loss", "discriminator_loss", "learning_rate"} <= tags
 
 
+@pytest.mark.slow
 def test_eval_writes_the_metrics(trained_tiny):
     data_dir, model_dir, _ = trained_tiny
     hparams = tiny(do_train=False, do_eval=True, num_eval_steps=3, eval_batch_size=8,
@@ -348,12 +353,14 @@ def test_no_tfrecords(tmp_path):
     assert not os.path.exists(os.path.join(data_dir, "models"))
 
 
+@pytest.mark.slow
 def test_shards_of_another_length(tmp_path, fortunes_tfrecords):
     data_dir = make_data_dir(tmp_path / "data", fortunes_tfrecords)
     proc = pretrain(data_dir, "m", tiny(max_seq_length=64), check=False)
     assert_one_line_error(proc, "examples of 128 tokens but max_seq_length = 64")
 
 
+@pytest.mark.slow
 def test_vocab_size_differs_from_vocab_txt(tmp_path, fortunes_tfrecords):
     data_dir = make_data_dir(tmp_path / "data", fortunes_tfrecords)
     proc = pretrain(data_dir, "m", tiny(vocab_size=32000), check=False)
@@ -362,12 +369,14 @@ def test_vocab_size_differs_from_vocab_txt(tmp_path, fortunes_tfrecords):
 
 
 @pytest.mark.parametrize("do_train", [True, False])
+@pytest.mark.slow
 def test_do_train_equal_to_do_eval(tmp_path, do_train):
     data_dir = make_data_dir(tmp_path / "data")
     proc = pretrain(data_dir, "m", tiny(do_train=do_train, do_eval=do_train), check=False)
     assert_one_line_error(proc, "exactly one of do_train and do_eval must be true")
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_shape(tmp_path, fortunes_tfrecords):
     data_dir = make_data_dir(tmp_path / "data", fortunes_tfrecords)
     model_dir = os.path.join(data_dir, "models", "tiny")

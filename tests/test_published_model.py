@@ -87,6 +87,7 @@ def variable_shapes(run_config):
         return {v.op.name: v.shape.as_list() for v in tf.global_variables()}
 
 
+@pytest.mark.slow
 def test_electra_small_1m_preset_gives_the_published_config(tmp_path):
     from wrapper import convert, export
     from wrapper.electra import configure_pretraining as cp

@@ -55,6 +55,7 @@ def assert_absent_or_complete(directory, network):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_make_convert_killed_leaves_no_half_written_model_directory(tmp_path, seed):
     rng = random.Random(seed)
     data_dir = tiny_data_dir(tmp_path / "data")
@@ -80,6 +81,7 @@ def test_make_convert_killed_leaves_no_half_written_model_directory(tmp_path, se
     assert sorted(os.listdir(str(hf))) == ["discriminator", "generator"], os.listdir(str(hf))
 
 
+@pytest.mark.slow
 def test_lonepatient_convert_killed_leaves_output_absent_or_complete(tmp_path):
     data_dir = tiny_data_dir(tmp_path / "data")
     config = tmp_path / "config.json"

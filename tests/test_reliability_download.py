@@ -105,6 +105,7 @@ def download_args(url, dest):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_download_killed_mid_transfer_resumes_by_byte_range(tmp_path, server, payload, seed):
     rng = random.Random(seed)
     dest = str(tmp_path / "downloads" / "es.txt.gz")
@@ -162,6 +163,7 @@ def test_server_without_range_support_restarts_from_byte_zero(tmp_path, server, 
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.slow
 def test_corpus_stage_killed_while_downloading_resumes_and_completes(tmp_path, server, payload,
                                                                      seed):
     """The corpus stage's download (OpenSubtitles' path, from our local server)."""

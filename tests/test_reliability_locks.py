@@ -37,6 +37,7 @@ def hold(data_dir, tmp_path, name, model=None, seconds=60):
     return holder, wait_for_holder(lock)
 
 
+@pytest.mark.slow
 def test_second_run_on_same_model_is_refused_and_a_killed_holder_does_not_block(tmp_path):
     data_dir = tmp_path / "data"
     holder, pid = hold(data_dir, tmp_path, "holder", model="m")

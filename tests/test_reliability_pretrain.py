@@ -120,6 +120,7 @@ def summary_steps_by_file(model_dir, tag):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.slow
 def test_pretrain_killed_between_steps_and_while_saving_resumes_as_one_run(data_dir, tmp_path,
                                                                             seed):
     rng = random.Random(seed)
@@ -258,6 +259,7 @@ def test_require_gpu_without_gpu_is_one_line_before_training(data_dir, visible, 
 
 
 @pytest.mark.skipif(not NO_DRIVER, reason="this machine has an NVIDIA driver")
+@pytest.mark.slow
 def test_cpu_run_says_where_it_trains_and_logs_every_iterations_per_loop(data_dir):
     # What TensorFlow itself prints here at the default log level: the line to hide.
     probe = run([PY, "-c", "import tensorflow as tf; "
@@ -278,6 +280,7 @@ def test_cpu_run_says_where_it_trains_and_logs_every_iterations_per_loop(data_di
     assert all(int(m.group(2)) == 23 for m in TRAINER_LINE.finditer(proc.stdout))
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_training_is_one_line_saying_where_to_resume(data_dir, tmp_path):
     model_dir = os.path.join(str(data_dir), "models", "ctrl-c")
     running = Running(trainer(data_dir, "ctrl-c", num_train_steps=500), str(tmp_path), "run",
@@ -352,6 +355,7 @@ def fill_up(mount_point, leave):
         assert e.errno == errno.ENOSPC, e
 
 
+@pytest.mark.slow
 def test_disk_full_during_training_is_one_line_naming_the_directory(data_dir, small_disk,
                                                                       tmp_path):
     # DATA_DIR on the small disk: the TFRecords and vocab are linked from the module's.
@@ -385,6 +389,7 @@ def test_disk_full_during_training_is_one_line_naming_the_directory(data_dir, sm
 
 # ---- a damaged checkpoint on resume ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_resume_past_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(data_dir):
     """Truncated latest .data: one warning line, training resumes from the checkpoint
     before it, the damaged files stay; every checkpoint damaged: one error line."""

@@ -79,6 +79,7 @@ def corpus_bytes(corpus_reference, texts):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_make_corpus_killed_while_replacing_leaves_previous_set_then_completes(
         tmp_path, texts, corpus_reference, corpus_bytes, seed):
     rng = random.Random(seed)
@@ -141,6 +142,7 @@ def builder_reference(texts, tmp_path_factory):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.slow
 def test_make_pretrain_data_killed_while_replacing_leaves_previous_set_then_completes(
         tmp_path, texts, builder_reference, seed):
     rng = random.Random(seed)
@@ -188,6 +190,7 @@ def dead_pid():
     return proc.pid
 
 
+@pytest.mark.slow
 def test_corpus_killed_between_its_two_renames_gets_the_previous_set_back(tmp_path, texts):
     """A kill between `corpus -> .corpus.old-PID` and `.corpus.partial-PID -> corpus` (state
     made by hand: that window is microseconds wide) leaves no corpus/; the next run puts the
@@ -205,6 +208,7 @@ def test_corpus_killed_between_its_two_renames_gets_the_previous_set_back(tmp_pa
     assert not [n for n in os.listdir(str(data_dir)) if ".old-" in n or ".partial-" in n]
 
 
+@pytest.mark.slow
 def test_builder_killed_between_its_two_renames_gets_the_previous_set_back(tmp_path):
     data_dir = data_dir_with_corpus(tmp_path / "data", os.path.join(FORTUNES_SHARED,
                                                                     "amistad.fortunes"))

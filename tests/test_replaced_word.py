@@ -36,6 +36,7 @@ LINE = re.compile(r"^ ?(\d+)\. (hit |miss)  replaced '(\w+)' by '(\w+)'; discrim
                   r"'(.+)' \(p = (0\.\d\d|1\.00)\)  \| (.+)$")
 
 
+@pytest.mark.slow
 def test_replaced_word_report_is_structured_and_repeatable(tmp_path, tiny_run, sentences):
     model_dir = hf_dir(tiny_run, "discriminator")
     out = str(tmp_path / "results.json")

@@ -5,6 +5,8 @@ import json
 import os
 import shutil
 
+import pytest
+
 from conftest import MAKE, PY, REPO, VOCAB_8K, assert_one_line_error, module, run
 from wrapper import pipeline, text_packages
 
@@ -123,6 +125,7 @@ def test_a_stage_without_its_inputs_says_which_stage_comes_first(tmp_path):
     assert not os.path.exists(str(tmp_path / "models"))
 
 
+@pytest.mark.slow
 def test_a_killed_stage_runner_takes_its_stage_with_it(tmp_path):
     import signal
     import subprocess

@@ -113,6 +113,7 @@ def test_fast_tokenizer_equals_reference_ids(reference_records, vocab):
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.slow
 def test_fast_equals_plain_on_debian_text(config, spanish_lines, vocab):
     lower, strip = CONFIGS[config]
     tokenizer = tokenization.FullTokenizer(VOCAB_8K, do_lower_case=lower, strip_accents=strip)

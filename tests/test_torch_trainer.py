@@ -71,6 +71,7 @@ def latest_tensors(data_dir, model_name):
 
 # ---- conformance with the TF1 trainer (wrapper.conformance --backend torch) -----------------
 
+@pytest.mark.slow
 def test_conformance_cli_forward_step_optimizer_variables():
     proc = run([PY, "-m", "wrapper.conformance", "--backend", "torch", "torch-forward",
                 "torch-step", "torch-optimizer", "torch-variables"], check=False, cwd=REPO)
@@ -115,12 +116,14 @@ def test_conformance_torch_refuses_electra_dir():
     assert_one_line_error(proc, "--backend torch", program="wrapper.conformance")
 
 
+@pytest.mark.slow
 def test_interchange_tf1_torch_tf1(tmp_path):
     result = conformance_torch.check_torch_interchange(context(tmp_path))
     assert result.ok, result.detail
     assert "torch at step 21" in result.detail and "tf1 at step 41" in result.detail
 
 
+@pytest.mark.slow
 def test_input_torch_shows_a_run_the_data_tf1_shows(tmp_path):
     result = conformance_torch.check_torch_input(context(tmp_path))
     print(result.detail)
@@ -128,6 +131,7 @@ def test_input_torch_shows_a_run_the_data_tf1_shows(tmp_path):
     assert "seeds 1-10: tf1 " in result.detail
 
 
+@pytest.mark.slow
 def test_dynamics_torch_final_loss_near_tf1(tmp_path):
     result = conformance_torch.check_torch_dynamics(context(tmp_path))
     print(result.detail)
@@ -232,6 +236,7 @@ def test_fused_adam_equals_a_plain_loop_skip_and_decay_exclusion():
 
 # ---- processes --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one(data_dir):
     hparams = with_overrides(TINY, overrides=NO_DROPOUT)
     one = torch_trainer(data_dir, hparams, "one-process")
@@ -246,6 +251,7 @@ def test_two_gloo_processes_equal_one(data_dir):
     assert worst <= 1e-5, worst
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_with_hidden_dropout(data_dir):
     """Hidden dropout draws by global row: the same masks however the batch is split."""
     hparams = with_overrides(TINY, overrides={"attention_probs_dropout_prob": 0.0})
@@ -276,6 +282,7 @@ def worker_pids(data_dir, rank):
     return found
 
 
+@pytest.mark.slow
 def test_a_killed_process_stops_the_others_with_one_line_then_resume(data_dir):
     model_dir = os.path.join(data_dir, "models", "killed")
     hparams = dict(TINY, num_cpu_replicas=2, num_train_steps=100000, save_checkpoints_steps=3)
@@ -358,6 +365,7 @@ def test_require_gpu_without_a_gpu_one_line(data_dir):
 
 # ---- the GPU benchmark's smoke run --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bench_gpu_smoke_prints_its_table():
     proc = run(["bash", os.path.join(REPO, "scripts", "bench_gpu.sh"), "--smoke"], cwd=REPO,
                env={"PYTHON": PY_MODERN}, timeout=600)
@@ -370,6 +378,7 @@ def test_bench_gpu_smoke_prints_its_table():
     assert any(l.startswith("ceiling: batch 64") for l in lines), proc.stdout
 
 
+@pytest.mark.slow
 def test_do_eval_writes_the_tf1_metrics_for_either_trainers_checkpoint(data_dir):
     """do_eval on a checkpoint: the metrics the TF1 trainer reports, the same names, written to
     results/unsup_results.txt and .pkl; the values are the model's, near TF1's own evaluation

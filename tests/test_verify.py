@@ -55,6 +55,7 @@ def test_verify_with_transformers_2_8_0(tiny_run):
     assert len(small) == len(differences(out)) - 1 == 2
 
 
+@pytest.mark.slow
 def test_verify_with_current_transformers(tiny_run):
     out = verify(need_modern(), tiny_run).stdout
     assert "verify: PASS" in out and "FAIL" not in out
