@@ -46,12 +46,17 @@ class Setting:
     example: str = ""             # `make help` shows NAME=EXAMPLE while the value is empty
 
 
-def at_most(most: int) -> Callable[[str, str], None]:
+@dataclass(frozen=True)
+class AtMost:
     """A positive integer no larger than `most`: beyond it a value is a typo, and would
     otherwise reach a file name or a loop."""
-    def check(value: str, name: str) -> None:
-        positive_int(value, name, most)
-    return check
+    most: int
+
+    def __call__(self, value: str, name: str) -> None:
+        positive_int(value, name, self.most)
+
+
+at_most = AtMost
 
 
 def path_value(value: str, name: str) -> None:
@@ -215,6 +220,8 @@ BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 # Every variable a stage reads: make exports them, docker-run forwards the given ones.
 PIPELINE_VARS = tuple(s.name for s in SETTINGS if s.forwarded)
 USER_VARS = tuple(s.name for s in SETTINGS)
+# The settings that are counts (AtMost).
+INTEGER_SETTINGS = tuple(s.name for s in SETTINGS if isinstance(s.check, AtMost))
 
 
 def default(name: str, values: Mapping[str, str] = None) -> str:
