@@ -48,7 +48,7 @@ import zlib
 from wrapper import debian_corpus, download, paths, stages
 from wrapper.cli import UserError, positive_int, run_main
 from wrapper.fsutil import atomic_output_dir, atomic_write_text, disk_full_reason, human_bytes
-from wrapper.settings import default
+from wrapper.settings import default, from_environment
 
 TEXT_SUFFIXES = (".txt", ".gz", ".fortunes")
 PART_NAME = re.compile(r"^part-\d{5}-of-\d{5}\.txt$")
@@ -490,9 +490,9 @@ def main(argv=None):
     parser.add_argument("--url", default=download.OPENSUBTITLES_ES_URL)
     parser.add_argument("--download-bytes", default=default("DOWNLOAD_BYTES"),
                         help="download only the first N bytes (a slice); empty: all")
-    parser.add_argument("--corpus-encoding", default=default("CORPUS_ENCODING"),
+    parser.add_argument("--corpus-encoding", default=from_environment("CORPUS_ENCODING"),
                         help="encoding of the CORPUS files: utf-8 (default) or a single-byte "
-                             "one such as latin1 or cp1252")
+                             "one such as latin1 or cp1252 (default: $CORPUS_ENCODING)")
     args = parser.parse_args(argv)
     encoding = check_encoding(args.corpus_encoding)
     train_size = positive_int(args.train_size, "TRAIN_SIZE")

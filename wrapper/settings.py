@@ -246,6 +246,11 @@ def values(environ: Mapping[str, str], names=PIPELINE_VARS) -> Dict[str, str]:
     return {name: result[name] for name in names}
 
 
+def from_environment(name: str) -> str:
+    """Setting `name` as Make would export it: the environment's value, else the default."""
+    return values(os.environ, [name])[name]
+
+
 def given(environ: Mapping[str, str]):
     """The pipeline settings the user gave: make's PIPELINE_GIVEN (command line or
     environment), else those the environment holds."""
