@@ -185,8 +185,9 @@ def test_torch_dockerfile_pins_its_base_at_the_lock_torch_and_installs_its_lock(
     # docker-build IMAGE=torch builds this file under the tag docker-run IMAGE=torch runs.
     build = make("-n", "docker-build", "IMAGE=torch").stdout
     assert "docker build -f docker/Dockerfile.torch" in build, build
-    with open(os.path.join(REPO, "Makefile")) as f:
-        assert "electra-spanish:torch%s-cuda12.8" % torch in f.read()
+    from wrapper import settings   # DOCKER_IMAGE's default (settings.mk is made from it)
+    assert settings.default("DOCKER_IMAGE", {"IMAGE": "torch"}) == \
+        "electra-spanish:torch%s-cuda12.8" % torch
 
 
 def test_torch_dockerfile_hadolint_clean():
