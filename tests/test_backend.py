@@ -116,7 +116,7 @@ def test_tf1_then_torch_then_tf1_continue_one_model(tmp_path):
     # Finished is finished, whichever trainer asks.
     assert "pretrain-m: up to date" in pretrain(15, "BACKEND=torch")
     # precision and seed are among what may change; the learning rate is not.
-    stage = pipeline.pretrain_stage(dict(pipeline.read_settings({}), DATA_DIR=data, MODEL_NAME="m"))
+    stage = pipeline.pretrain_plan(dict(pipeline.read_settings({}), DATA_DIR=data, MODEL_NAME="m"))
     assert {"precision", "seed"} <= set(stage.may_change)
     refused = make("pretrain", *common, check=False, timeout=300,
                    env={"HPARAMS_OVERRIDES": json.dumps(dict(TINY, num_train_steps=20,

@@ -370,8 +370,6 @@ TABLE = (
 STAGES = collections.OrderedDict((row.name, row) for row in TABLE)
 # The recipe `make all` runs, in order.
 ALL = tuple(row.name for row in TABLE if row.in_all)
-# Where a stage's plan is used on its own (tests, tools): the plan from the settings alone.
-pretrain_stage = pretrain_plan
 
 
 def current_plan(row, v, scratch):
