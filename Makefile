@@ -1,7 +1,8 @@
 # ELECTRA-small Spanish, reproduced: one target per pipeline stage.
 # `make help` lists targets and variables. Settings, paths and pins have one home each:
-# wrapper/settings.py (settings.mk), requirements.lock (pins), wrapper/paths.py (data layout), third_party/electra/configure_pretraining.py
-# (hparam names and defaults).
+# wrapper/settings.py (settings.mk: the variables' defaults), requirements.lock (pins),
+# wrapper/paths.py (data layout), third_party/electra/configure_pretraining.py (hparam names
+# and defaults).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
