@@ -1,62 +1,15 @@
 # ELECTRA-small Spanish, reproduced: one target per pipeline stage.
-# `make help` lists targets and variables. Paths and pins have one home each:
-# requirements.lock (pins), wrapper/paths.py (data layout), third_party/electra/configure_pretraining.py
-# (hparam names and defaults).
+# `make help` lists targets and variables. Settings, paths and pins have one home each:
+# wrapper/settings.py (settings.mk: the variables' defaults), requirements.lock (pins),
+# wrapper/paths.py (data layout), third_party/electra/configure_pretraining.py (hparam names
+# and defaults).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # ---- variables (documented in `make help`) -------------------------------------------
-DATA_DIR          ?= ./data
-MODEL_NAME        ?= electra-spanish
-PRESET            ?= tutorial
-HPARAMS_OVERRIDES ?=
-CORPUS            ?=
-CORPUS_ENCODING   ?=
-DOWNLOAD_BYTES    ?=
-TRAIN_SIZE        ?= 1000000
-# The published model's shape (PRESET=electra-small-1m) has a trained cased vocab of 50,265
-# tokens; the tutorial's recipe uses mBERT's.
-VOCAB             ?= $(if $(filter electra-small-1m,$(PRESET)),train,mbert)
-VOCAB_SIZE        ?= $(if $(filter electra-small-1m,$(PRESET)),50265,8000)
-NUM_PROCESSES     ?= 2
-ELECTRA_DIR       ?= third_party/electra
-SENTENCE          ?= Los pájaros están hablando
-TASK              ?=
-MODEL             ?=
-BASELINE          ?=
-SEEDS             ?=
-TASK_DATA         ?=
-NUM_GPUS          ?=
-# tf1: the reference's TensorFlow 1.15 trainer; torch: third_party/electra_torch (current GPUs).
-BACKEND           ?= tf1
-# Several hosts for BACKEND=torch (torchrun): empty means one host.
-NNODES            ?=
-NODE_RANK         ?=
-MASTER_ADDR       ?=
-MASTER_PORT       ?=
-PYTHON37          ?=
-TARGET            ?= help
-GPU               ?= 1
-IMAGE             ?=
-# IMAGE=ngc: docker/Dockerfile.ngc (NVIDIA's TF 1.15 for Ampere hosts); IMAGE=torch:
-# docker/Dockerfile.torch (the PyTorch trainer, current GPUs); default: the V100 image.
-DOCKER_IMAGE      ?= $(if $(filter ngc,$(IMAGE)),electra-spanish:tf1.15.5-ngc23.03,$(if $(filter torch,$(IMAGE)),electra-spanish:torch2.13.0-cuda12.8,electra-spanish:tf1.15.5-gpu))
-DEMO_DATA_DIR     ?= $(DATA_DIR)/demo
-DEMO_VOCAB_SIZE   ?= 4000
-DEMO_SEEDS        ?= 2
-DEMO_GPU_VOCAB_SIZE ?= 32000
-# DEMO_GPU_SMOKE=1: make demo-gpu's path on the CPU, tiny model, a few steps (its test).
-DEMO_GPU_SMOKE    ?=
+# Their defaults, meanings and lists: settings.mk, generated from wrapper/settings.py.
+include settings.mk
 
-# Every variable a stage reads: the same list as PIPELINE_VARS in wrapper/pipeline.py (a test
-# keeps them equal). Stages read them from the environment only: no value is ever spliced
-# into a shell line, so quotes, `$(...)`, backticks and `;` in a sentence or a path are text.
-PIPELINE_VARS := DATA_DIR MODEL_NAME PRESET HPARAMS_OVERRIDES CORPUS CORPUS_ENCODING DOWNLOAD_BYTES \
-                 TRAIN_SIZE VOCAB VOCAB_SIZE NUM_PROCESSES ELECTRA_DIR SENTENCE \
-                 TASK MODEL BASELINE SEEDS TASK_DATA NUM_GPUS BACKEND NNODES \
-                 NODE_RANK MASTER_ADDR MASTER_PORT
-USER_VARS     := $(PIPELINE_VARS) PYTHON37 TARGET GPU IMAGE DOCKER_IMAGE DEMO_DATA_DIR DEMO_VOCAB_SIZE DEMO_SEEDS \
-                 DEMO_GPU_VOCAB_SIZE DEMO_GPU_SMOKE
 # What the user gave (command line or environment) is taken literally: Make would otherwise
 # expand a `$(...)` inside it before anything else sees it.
 literal = $(if $(filter command line environment,$(origin $(1))),$(eval override $(1) := $$(value $(1))))
@@ -81,31 +34,8 @@ help: ## this list
 	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## /{printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables (make TARGET VAR=value):"
-	@printf '  %-30s %s\n' \
-	  "DATA_DIR=$$DATA_DIR" "data directory (reference layout)" \
-	  "MODEL_NAME=$$MODEL_NAME" "model directory name under DATA_DIR/models" \
-	  "PRESET=$$PRESET" "hparams preset in hparams/ (tutorial, electra-small-1m, demo-cpu)" \
-	  "HPARAMS_OVERRIDES='{...}'" "JSON object merged over the preset" \
-	  "CORPUS=path" ".txt/.gz file or directory instead of OpenSubtitles (several: a:b)" \
-	  "CORPUS=debian-es" "Debian's Spanish manuals, man pages and fortunes (offline)" \
-	  "CORPUS_ENCODING=latin1" "the corpus's encoding when it is not UTF-8 (latin1, cp1252)" \
-	  "DOWNLOAD_BYTES=N" "download only the first N bytes of OpenSubtitles (a slice)" \
-	  "TRAIN_SIZE=$$TRAIN_SIZE" "corpus lines kept" \
-	  "VOCAB=$$VOCAB" "mbert | train | path/to/vocab.txt" \
-	  "VOCAB_SIZE=$$VOCAB_SIZE" "size of a trained vocab (VOCAB=train)" \
-	  "NUM_PROCESSES=$$NUM_PROCESSES" "dataset builder processes" \
-	  "ELECTRA_DIR=$$ELECTRA_DIR" "builder/trainer implementation (an upstream checkout works)" \
-	  "SENTENCE='$$SENTENCE'" "sentence for make predict" \
-	  "TASK=, MODEL=, BASELINE=" "make evaluate: task, model to evaluate, baseline" \
-	  "SEEDS=, TASK_DATA=" "make evaluate: seeds, local task data" \
-	  "NUM_GPUS=N" "train on N GPUs of this host (num_gpus; several hosts: TF_CONFIG)" \
-	  "BACKEND=$$BACKEND" "make pretrain's trainer: tf1 (TF 1.15) | torch (PyTorch, current GPUs)" \
-	  "NNODES= NODE_RANK=" "BACKEND=torch on several hosts: host count, this host's number" \
-	  "MASTER_ADDR= MASTER_PORT=" "BACKEND=torch on several hosts: NODE_RANK 0's address, port" \
-	  "PYTHON37=path" "Python 3.7 interpreter for make setup" \
-	  "TARGET=$$TARGET GPU=$$GPU" "make docker-run: the target to run; GPU=0 on a CPU-only host" \
-	  "IMAGE=ngc" "make docker-build/docker-run: NVIDIA's TF 1.15 image for Ampere hosts" \
-	  "IMAGE=torch" "make docker-build/docker-run: the PyTorch trainer's image (no TF1 stages)"
+	@awk -F '\t' '/^#: /{v = ENVIRON[substr($$1, 4)]; if (v == "") v = $$2; \
+	  printf "  %-30s %s\n", substr($$1, 4) "=" v, $$3}' settings.mk
 	@echo "make demo runs all + predict in DATA_DIR/demo with VOCAB=train VOCAB_SIZE=$$DEMO_VOCAB_SIZE PRESET=demo-cpu"
 	@echo "on CORPUS= if given, else Debian's fortunes-es + debian-reference-es, else an OpenSubtitles slice,"
 	@echo "then make evaluate TASK=fortunes-es BASELINE=random SEEDS=$$DEMO_SEEDS."
@@ -141,12 +71,6 @@ test-all: setup setup-modern ## every test, the slow ones too (what .ci/run runs
 # `make -n` the runner prints the commands instead of running them.
 export $(USER_VARS)
 RUN = +@$(PY) -m wrapper.pipeline
-# make demo's text: CORPUS= when given, else Debian's Spanish text, else an OpenSubtitles slice
-# (wrapper/pipeline.py decides, after wrapper/text_packages.py, the home of the Debian text
-# paths, may have installed the text).
-DEMO_TRAIN_SIZE = $(if $(filter command line environment override,$(origin TRAIN_SIZE)),$(TRAIN_SIZE),100000)
-export DEMO_TRAIN_SIZE
-
 demo: setup setup-modern ## whole pipeline offline on Debian's Spanish text, tiny model, CPU, minutes
 	$(RUN) demo
 demo-gpu: setup setup-modern ## the evidence run: ELECTRA-small with BACKEND=torch on one GPU, then evaluate

@@ -29,6 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILDER = os.path.join(REPO, "third_party", "electra", "build_pretraining_dataset.py")
 VOCAB = os.path.join(REPO, "tests", "conformance", "vocab-es-8k.txt")
 sys.path.insert(0, REPO)
+from wrapper.settings import default  # noqa: E402
 from wrapper.text_packages import DEBIAN_REFERENCE_TXT as DEBIAN_REFERENCE  # noqa: E402
 from wrapper.text_packages import FORTUNES_DIR as FORTUNES  # noqa: E402
 # google-research/electra's builder on this machine, 16.7 MB single file, tutorial's flags
@@ -118,7 +119,7 @@ def shards_digest(directory):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=float, default=16.7)
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=int(default("NUM_PROCESSES")))
     parser.add_argument("--plain-fraction", type=float, default=0.08,
                         help="share of the corpus the plain path runs on (extrapolated)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")

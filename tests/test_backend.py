@@ -75,7 +75,7 @@ def test_dry_run_shows_the_torch_trainer_and_its_hosts(tmp_path):
 def test_empty_host_settings_are_unset_for_the_trainer():
     """Make exports NNODES= when nobody gave it; the trainer must see no NNODES at all."""
     from wrapper import stages
-    command = pipeline.pretrain_command(dict(pipeline.settings({}), DATA_DIR="d",
+    command = pipeline.pretrain_command(dict(pipeline.read_settings({}), DATA_DIR="d",
                                              MODEL_NAME="m", BACKEND="torch", NNODES="2"))
     os.environ["NODE_RANK"] = ""
     try:
@@ -117,7 +117,7 @@ def test_tf1_then_torch_then_tf1_continue_one_model(tmp_path):
     # Finished is finished, whichever trainer asks.
     assert "pretrain-m: up to date" in pretrain(15, "BACKEND=torch")
     # precision and seed are among what may change; the learning rate is not.
-    stage = pipeline.pretrain_stage(dict(pipeline.settings({}), DATA_DIR=data, MODEL_NAME="m"))
+    stage = pipeline.pretrain_plan(dict(pipeline.read_settings({}), DATA_DIR=data, MODEL_NAME="m"))
     assert {"precision", "seed"} <= set(stage.may_change)
     refused = make("pretrain", *common, check=False, timeout=300,
                    env={"HPARAMS_OVERRIDES": json.dumps(dict(TINY, num_train_steps=20,
@@ -186,8 +186,9 @@ def test_torch_dockerfile_pins_its_base_at_the_lock_torch_and_installs_its_lock(
     # docker-build IMAGE=torch builds this file under the tag docker-run IMAGE=torch runs.
     build = make("-n", "docker-build", "IMAGE=torch").stdout
     assert "docker build -f docker/Dockerfile.torch" in build, build
-    with open(os.path.join(REPO, "Makefile")) as f:
-        assert "electra-spanish:torch%s-cuda12.8" % torch in f.read()
+    from wrapper import settings   # DOCKER_IMAGE's default (settings.mk is made from it)
+    assert settings.default("DOCKER_IMAGE", {"IMAGE": "torch"}) == \
+        "electra-spanish:torch%s-cuda12.8" % torch
 
 
 def test_torch_dockerfile_hadolint_clean():

@@ -161,7 +161,7 @@ def test_docker_run_builds_debian_es_inside_the_image(tmp_path):
     """CORPUS=debian-es names no host path: forwarded as it is, nothing mounted for it."""
     environ = {"DATA_DIR": str(tmp_path), "CORPUS": "debian-es", "TARGET": "corpus",
                "PIPELINE_GIVEN": "CORPUS"}
-    argv = pipeline.docker_command(pipeline.settings(environ), environ, tty=False)
+    argv = pipeline.docker_command(pipeline.read_settings(environ), environ, tty=False)
     assert "CORPUS=debian-es" in argv
     assert not any("/workspace/corpus" in a for a in argv)
 

@@ -202,7 +202,7 @@ def test_convert_keeps_the_hparams_the_model_was_trained_with(trained, copy_of):
     data = copy_of(trained)
     before = (data / "hparams.json").read_bytes()
     values = dict(arg.split("=", 1) for arg in settings(data, PRESET="tutorial"))
-    v = pipeline.settings({})
+    v = pipeline.read_settings({})
     v.update(values)
     assert pipeline.bring_upstream_up_to_date("convert", v) == 0
     assert (data / "hparams.json").read_bytes() == before

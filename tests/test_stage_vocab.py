@@ -92,12 +92,11 @@ def test_vocab_neither_mbert_train_nor_a_file(tmp_path, value):
     """A typo is not a missing output of an earlier stage: say what VOCAB may be."""
     proc = module("vocab", "--data-dir", str(tmp_path / "d"), "--vocab", value, check=False)
     line = assert_one_line_error(proc, "VOCAB=%s is neither mbert, train nor an existing file;"
-                                 % value, "a path: a WordPiece vocab")
+                                 % value, "a path to a WordPiece vocab")
     assert "run " not in line
     proc = module("vocab", "--data-dir", str(tmp_path / "d"), "--vocab", str(tmp_path),
                   check=False)
-    assert_one_line_error(proc, "is neither mbert, train nor an existing file (%s is a directory)"
-                          % tmp_path)
+    assert_one_line_error(proc, "VOCAB=%s is a directory, not a file;" % tmp_path)
 
 
 def test_vocab_says_how_many_tokens_and_where_from(tmp_path):

@@ -107,7 +107,7 @@ def test_demo_without_debian_text_falls_back_to_an_opensubtitles_slice(tmp_path,
     # No fortunes-es, no CORPUS=: the demo downloads a slice, which offline fails in one line.
     monkeypatch.setattr(text_packages, "PACKAGE_PATHS", (
         ("fortunes-es", str(tmp_path / "absent")), ("debian-reference-es", str(tmp_path / "r.gz"))))
-    demo = pipeline.demo_settings(pipeline.settings({"DATA_DIR": str(tmp_path)}), {})
+    demo = pipeline.demo_settings(pipeline.read_settings({"DATA_DIR": str(tmp_path)}), {})
     assert (demo["CORPUS"], demo["DOWNLOAD_BYTES"], demo["VOCAB"]) == ("", "4000000", "train")
     # The demo's first stage with those settings (the rest is test_demo's).
     proc = run(MAKE + ["corpus", "DATA_DIR=%s/demo" % tmp_path, "CORPUS=",

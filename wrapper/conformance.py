@@ -34,6 +34,7 @@ import types
 
 from wrapper import paths, tf_checkpoint
 from wrapper.cli import UserError, run_main
+from wrapper.settings import BACKENDS, default
 
 REFERENCE_DIR = os.path.join(paths.REPO_ROOT, "tests", "conformance")
 
@@ -504,7 +505,7 @@ def parse_args(argv=None):
     parser.add_argument("checks", nargs="*", metavar="CHECK",
                         help="all (default), a group (%s) or one check (%s)" % (
                             ", ".join(sorted(set(g for g, _ in CHECKS.values()))), ", ".join(CHECKS)))
-    parser.add_argument("--backend", choices=("tf1", "torch"), default="tf1",
+    parser.add_argument("--backend", choices=BACKENDS, default=default("BACKEND"),
                         help="tf1 (default): the checks above, of the TF1 trainer; torch: the "
                              "PyTorch trainer against the TF1 trainer (%s; see "
                              "wrapper/conformance_torch.py)" % ", ".join(TORCH_CHECK_NAMES))

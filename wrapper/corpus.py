@@ -48,11 +48,11 @@ import zlib
 from wrapper import debian_corpus, download, paths, stages
 from wrapper.cli import UserError, positive_int, run_main
 from wrapper.fsutil import atomic_output_dir, atomic_write_text, disk_full_reason, human_bytes
+from wrapper.settings import default, from_environment
 
 TEXT_SUFFIXES = (".txt", ".gz", ".fortunes")
 PART_NAME = re.compile(r"^part-\d{5}-of-\d{5}\.txt$")
 DOCUMENT_SEPARATORS = ("%",)
-DEFAULT_TRAIN_SIZE = 1000000
 SLICE_MARK = ".first-"    # in the name of a downloaded slice, whose gzip stream is cut short
 
 # A file is refused when more than this share of the bytes read from it are invalid in its
@@ -480,17 +480,17 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--corpus", default="",
+    parser.add_argument("--corpus", default=default("CORPUS"),
                         help="local .txt/.gz file or directory, or debian-es[=PKG,PKG] "
                              "(several joined with ':'); empty: download OpenSubtitles v2016 es")
-    parser.add_argument("--train-size", default=str(DEFAULT_TRAIN_SIZE),
+    parser.add_argument("--train-size", default=default("TRAIN_SIZE"),
                         help="input lines kept (TRAIN_SIZE)")
-    parser.add_argument("--num-files", default="1",
+    parser.add_argument("--num-files", default=default("NUM_PROCESSES"),
                         help="output files, one per builder process (NUM_PROCESSES)")
     parser.add_argument("--url", default=download.OPENSUBTITLES_ES_URL)
-    parser.add_argument("--download-bytes", default="",
+    parser.add_argument("--download-bytes", default=default("DOWNLOAD_BYTES"),
                         help="download only the first N bytes (a slice); empty: all")
-    parser.add_argument("--corpus-encoding", default=os.environ.get("CORPUS_ENCODING", ""),
+    parser.add_argument("--corpus-encoding", default=from_environment("CORPUS_ENCODING"),
                         help="encoding of the CORPUS files: utf-8 (default) or a single-byte "
                              "one such as latin1 or cp1252 (default: $CORPUS_ENCODING)")
     args = parser.parse_args(argv)

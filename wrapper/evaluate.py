@@ -38,6 +38,7 @@ import time
 
 from wrapper import corpus, eval_tasks, fsutil, locking, paths
 from wrapper.cli import UserError, fail, model_parser, positive_int, run_main
+from wrapper.settings import default
 
 PROGRAM = "wrapper.evaluate"
 # Fine-tuning settings per task kind; the command line overrides them. ELECTRA-small's own
@@ -638,13 +639,13 @@ def parse_args(argv=None):
     parser.add_argument("--task", required=True,
                         help="fortunes-es, xnli-es, pawsx-es, conll2002-es, or any name with "
                              "--task-data")
-    parser.add_argument("--model", default="",
+    parser.add_argument("--model", default=default("MODEL"),
                         help="a Hugging Face model directory or hub id (default: "
                              "DATA_DIR/models/MODEL_NAME/hf/discriminator)")
     parser.add_argument("--baseline", nargs="*", default=None,
                         help="random (default) and/or model directories or hub ids")
-    parser.add_argument("--seeds", default="3")
-    parser.add_argument("--task-data", default="",
+    parser.add_argument("--seeds", default=default("SEEDS"))
+    parser.add_argument("--task-data", default=default("TASK_DATA"),
                         help="a directory with train/dev .jsonl or .conll files")
     parser.add_argument("--hub-dir", default="",
                         help="a local copy of the hub's dataset repositories (HUB_DIR/REPO)")

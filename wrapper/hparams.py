@@ -19,27 +19,10 @@ import sys
 from wrapper import paths, stages
 from wrapper.cli import UserError, positive_int, run_main
 from wrapper.electra import configure_pretraining
+from wrapper.settings import default, preset_path, preset_vocab_size
 from wrapper.vocab import read_tokens
 
 NOTE_PREFIX = "_"
-
-
-def preset_names():
-    return sorted(n[:-len(".json")] for n in os.listdir(paths.HPARAMS_PRESETS_DIR)
-                  if n.endswith(".json"))
-
-
-def preset_path(preset):
-    """PRESET is a name in hparams/ or the path of a .json file."""
-    if preset.endswith(".json") or os.sep in preset:
-        if not os.path.isfile(preset):
-            raise UserError("PRESET=%s: no such file" % preset)
-        return preset
-    path = os.path.join(paths.HPARAMS_PRESETS_DIR, preset + ".json")
-    if not os.path.isfile(path):
-        raise UserError("unknown PRESET %r; choose one of %s, or give a path to a .json file"
-                        % (preset, ", ".join(preset_names())))
-    return path
 
 
 def parse_object(text, what):
@@ -98,8 +81,8 @@ def build(data_dir, preset, overrides_text, model_name, num_gpus=None):
     with open(source, encoding="utf-8") as f:
         text = f.read()
     preset_hparams = parse_object(text, "PRESET file %s" % source)
-    # "_vocab_size": the vocab size a preset's shape is meant for (a note, not an hparam).
-    preset_vocab_size = preset_hparams.get(NOTE_PREFIX + "vocab_size")
+    # The vocab size a preset's shape is meant for: its VOCAB_SIZE default (wrapper/settings.py).
+    meant_vocab_size = preset_vocab_size(preset)
     preset_hparams = {k: v for k, v in preset_hparams.items() if not k.startswith(NOTE_PREFIX)}
     check_types(preset_hparams, "PRESET %s" % source)
     overrides = parse_object(overrides_text, "HPARAMS_OVERRIDES") \
@@ -118,12 +101,12 @@ def build(data_dir, preset, overrides_text, model_name, num_gpus=None):
                             "from the vocab" % (where, value, paths.vocab_file(data_dir),
                                                 vocab_size))
     hparams["vocab_size"] = vocab_size
-    if preset_vocab_size and preset_vocab_size != vocab_size:
+    if meant_vocab_size and meant_vocab_size != vocab_size:
         sys.stderr.write("hparams: note: PRESET %s is meant for a vocab of %d tokens (the "
                          "published model's); %s has %d, so the model's vocab_size differs: "
                          "for the published shape make the vocab with VOCAB=train VOCAB_SIZE=%d"
-                         "\n" % (preset, preset_vocab_size, paths.vocab_file(data_dir),
-                                  vocab_size, preset_vocab_size))
+                         "\n" % (preset, meant_vocab_size, paths.vocab_file(data_dir),
+                                  vocab_size, meant_vocab_size))
     resolved = resolve(hparams, model_name, data_dir)
 
     target = paths.hparams_file(data_dir)
@@ -154,18 +137,18 @@ def builder_flags(data_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--preset", default="tutorial")
-    parser.add_argument("--overrides", default="", help="JSON object merged over the preset")
-    parser.add_argument("--model-name", default="electra-spanish")
-    parser.add_argument("--num-gpus", default="", help="GPUs of this host to train on (NUM_GPUS)")
+    parser.add_argument("--preset", default=default("PRESET"))
+    parser.add_argument("--overrides", default=default("HPARAMS_OVERRIDES"),
+                        help="JSON object merged over the preset")
+    parser.add_argument("--model-name", default=default("MODEL_NAME"))
+    parser.add_argument("--num-gpus", default=default("NUM_GPUS"),
+                        help="GPUs of this host to train on (NUM_GPUS)")
     parser.add_argument("--builder-flags", action="store_true",
                         help="print the dataset builder's flags implied by DATA_DIR/hparams.json")
     args = parser.parse_args(argv)
     if args.builder_flags:
         print(builder_flags(args.data_dir))
         return
-    if not args.preset.strip():
-        raise UserError("PRESET is empty; choose one of %s" % ", ".join(preset_names()))
     num_gpus = positive_int(args.num_gpus, "NUM_GPUS") if args.num_gpus.strip() else None
     build(args.data_dir, args.preset.strip(), args.overrides, args.model_name, num_gpus)
 

@@ -4,88 +4,59 @@
     python -m wrapper.pipeline --dry-run STAGE print what would run (make -n does this too)
     python -m wrapper.pipeline --docker-run    run `make TARGET` in the image (make docker-run)
 
-Every setting comes from the ENVIRONMENT, under the Make variable's own name (PIPELINE_VARS):
-Make exports them, so free text (a sentence, a JSON object, a path with quotes in it) never
-passes through a shell line; each command runs from an argument list.
+Every setting comes from the ENVIRONMENT, under the Make variable's own name: Make exports
+them (their defaults, checks and the stages that read each: wrapper/settings.py), so free text
+(a sentence, a JSON object, a path with quotes in it) never passes through a shell line; each
+command runs from an argument list.
 
-For each stage the table (STAGES) says: which lock it takes (the data directory's outputs,
-one model directory, or none: wrapper/locking.py), its record under DATA_DIR/.stages (None:
-it always runs), the inputs and settings its result depends on, the outputs that must exist,
-the directory it continues rather than replaces (`keeps`, with the JSON keys that may change
-meanwhile), and the command(s) it runs, each with the interpreter it needs. The record logic
-(skip when up to date, resume, refuse to mix two trainings in one model directory) is
-wrapper/stages.py's; every path is wrapper/paths.py's.
+The table (TABLE: one Row per stage, in the recipe's order) says for each stage: which lock it
+takes (the data directory's outputs, one model directory, or none: wrapper/locking.py), the
+earlier stages it reads from, whether `make all` runs it, and its plan: its record under
+DATA_DIR/.stages (None: it always runs), the inputs and settings its result depends on, the
+outputs that must exist, the directory it continues rather than replaces (`keeps`, with the
+JSON keys that may change meanwhile), and the command(s) it runs, each with the interpreter it
+needs. Making the table reads nothing; a plan is made from the settings alone, and the run
+step adds what it finds on disk (a row's `look`). The record logic (skip when up to date,
+resume, refuse to mix two trainings in one model directory) is wrapper/stages.py's; every path
+is wrapper/paths.py's.
 
-Before any lock or directory is made, every setting is checked once (check_values: integers
-in range, paths that cannot read as options); each command gets its values as `--opt=value`
-(free text after `--`), so no value becomes an option. Before a stage runs, the earlier
-stages it reads from (UPSTREAM) must still be what the current settings make and whole:
-hparams is made again on the way, another stage is named (bring_upstream_up_to_date).
+Before any lock or directory is made, every setting is checked once (check_settings: each
+setting's own check, then what the stage needs of DATA_DIR, MODEL_NAME and ELECTRA_DIR); each
+command gets its values as `--opt=value` (free text after `--`), so no value becomes an
+option. Before a stage runs, the earlier stages it reads from must still be what the current
+settings make and whole: hparams is made again on the way, another stage is named
+(bring_upstream_up_to_date).
 """
 import argparse
-import atexit
 import collections
 import contextlib
 import json
 import os
-import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
 
-from wrapper import debian_corpus, locking, paths, stages
+from wrapper import debian_corpus, locking, paths, settings, stages
 from wrapper.text_packages import debian_text_paths
-from wrapper.cli import UserError, fail, positive_int
+from wrapper.cli import UserError, fail
 
-# Every variable a stage (or docker-run) reads; Make exports each one (Makefile PIPELINE_VARS,
-# kept equal to this list by a test) and docker-run forwards each one into the container.
-PIPELINE_VARS = (
-    "DATA_DIR", "MODEL_NAME", "PRESET", "HPARAMS_OVERRIDES", "CORPUS", "CORPUS_ENCODING",
-    "DOWNLOAD_BYTES", "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE", "NUM_PROCESSES", "ELECTRA_DIR", "SENTENCE",
-    "TASK", "MODEL", "BASELINE", "SEEDS", "TASK_DATA", "NUM_GPUS", "BACKEND", "NNODES",
-    "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
-# The trainers of make pretrain: the reference's TF 1.15 one (third_party/electra) and the
-# PyTorch one (third_party/electra_torch: same hparams, TFRecords and checkpoints).
-BACKENDS = ("tf1", "torch")
+PIPELINE_VARS = settings.PIPELINE_VARS
+BACKENDS = settings.BACKENDS
 # Several hosts for BACKEND=torch (torchrun's rendezvous): passed to the trainer in its
 # environment, under these same names.
 DISTRIBUTED_VARS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
-# A host name (RFC 1123 labels) or an IPv4/IPv6 address: never an option, never a URL.
-HOST_ADDRESS = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                          r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z|[0-9A-Fa-f:.]+\Z")
-
-# The integer settings and their upper bounds: a value beyond them is a typo, and would
-# otherwise reach a file name or a loop (NUM_PROCESSES=99999999999999999999 named the corpus
-# files part-00000-of-99999999999999999999.txt).
-INTEGER_SETTINGS = collections.OrderedDict([
-    ("TRAIN_SIZE", 10 ** 10),       # corpus lines; OpenSubtitles' Spanish has about 2 x 10^8
-    # One corpus file and one builder process each. A fixed bound rather than the CPU count:
-    # a data directory made on one host is used on another (docker-run's container, a GPU
-    # host), and NUM_PROCESSES is part of its stage records.
-    ("NUM_PROCESSES", 1024),
-    ("VOCAB_SIZE", 10 ** 6),        # tokens of a trained vocab; mBERT's has 119,547
-    ("DOWNLOAD_BYTES", 10 ** 12),   # a slice of the OpenSubtitles file (a few GB in all)
-    ("SEEDS", 100),                 # fine-tuning runs of make evaluate
-    ("NUM_GPUS", 64),               # GPUs of one host
-    ("NNODES", 1024),               # hosts of one BACKEND=torch training
-    ("MASTER_PORT", 65535),         # a TCP port
-])
-# Settings that name a file or directory (CORPUS: several, joined with ':'), or a name a
-# command takes as a value: none may start with '-' or exceed the file system's limits.
-PATH_SETTINGS = ("DATA_DIR", "CORPUS", "VOCAB", "ELECTRA_DIR", "PRESET", "TASK", "TASK_DATA",
-                 "MODEL", "BASELINE")
-
-# The recipe `make all` runs, in order.
-ALL = ("corpus", "vocab", "hparams", "pretrain-data", "pretrain", "convert", "verify")
 
 # env: {name: value} over the runner's environment, '' unsetting the name (stages.py).
 Command = collections.namedtuple("Command", "argv cwd env")
 Command.__new__.__defaults__ = (None, None)
 
-Stage = collections.namedtuple("Stage", [
+# What one stage does with the current settings: made from the settings alone (a row's plan),
+# then completed by what the run step finds on disk (a row's `look`).
+Plan = collections.namedtuple("Plan", [
     "record",      # name of DATA_DIR/.stages/RECORD.done; None: no record, always runs
     "inputs",      # paths whose content the result depends on (each must exist)
     "input_list",  # more such paths the command checks itself (CORPUS=a:b)
@@ -95,30 +66,34 @@ Stage = collections.namedtuple("Stage", [
     "may_change",  # JSON keys of the inputs that may change for `keeps`
     "commands",    # [Command], run in order; the first failure stops the stage
     "writes",      # False: runs on a read-only DATA_DIR, unrecorded (verify: its scratch
-                   # logits then go to a temporary file, see verify_stage)
+                   # logits then go to a temporary directory, see verify_look)
 ])
 
 
-def stage(record=None, inputs=(), input_list=(), variables=None, outputs=(),
-          keeps=None, may_change=(), commands=(), writes=True):
-    return Stage(record, list(inputs), list(input_list), dict(variables or {}),
-                 list(outputs), keeps, tuple(may_change), list(commands), writes)
+def plan(record=None, inputs=(), input_list=(), variables=None, outputs=(),
+         keeps=None, may_change=(), commands=(), writes=True):
+    return Plan(record, list(inputs), list(input_list), dict(variables or {}),
+                list(outputs), keeps, tuple(may_change), list(commands), writes)
 
 
-def settings(environ=None):
-    """{name: value} of every pipeline variable, from the environment ('' when unset)."""
-    environ = os.environ if environ is None else environ
-    return {name: environ.get(name, "") for name in PIPELINE_VARS}
+def read_settings(environ=None):
+    """{name: value} of every pipeline variable: the environment's (Make exports each one),
+    else its default (wrapper/settings.py)."""
+    return settings.values(os.environ if environ is None else environ)
 
 
 def backend(v):
     """BACKEND, its default (tf1) when empty."""
-    return v["BACKEND"] or BACKENDS[0]
+    return v["BACKEND"] or settings.default("BACKEND")
 
 
 def electra_dir(v):
-    """ELECTRA_DIR as an absolute path (empty: ours)."""
-    return os.path.abspath(v["ELECTRA_DIR"]) if v["ELECTRA_DIR"] else paths.ELECTRA_DIR
+    """ELECTRA_DIR as an absolute path; empty or the default (relative to the repository,
+    where make runs): ours."""
+    value = v["ELECTRA_DIR"]
+    if not value or value == settings.default("ELECTRA_DIR"):
+        return paths.ELECTRA_DIR
+    return os.path.abspath(value)
 
 
 def our_electra_dir(v):
@@ -126,6 +101,9 @@ def our_electra_dir(v):
 
 
 # ---- the table ------------------------------------------------------------------------------
+# Each stage: a plan made from the settings alone (paths, records, commands), and, where the
+# stage depends on what is on disk, a `look` the run step adds it with (the corpus's files,
+# the builder's flags from hparams.json, a scratch directory for a read-only model).
 
 def corpus_sources(corpus):
     """The files the corpus stage reads (wrapper/corpus.py's own list: never a FIFO or a
@@ -138,19 +116,20 @@ def corpus_sources(corpus):
         return [p for p in corpus.split(os.pathsep) if p]
 
 
-def corpus_stage(v):
-    d = v["DATA_DIR"]
+def corpus_parts(v):
+    """CORPUS's parts: (paths, debian-es parts)."""
     parts = [p for p in v["CORPUS"].split(os.pathsep) if p]
-    variables = {k: v[k] for k in ("CORPUS", "CORPUS_ENCODING", "TRAIN_SIZE", "NUM_PROCESSES",
-                                   "DOWNLOAD_BYTES")}
-    debian = [p for p in parts if debian_corpus.is_debian_es(p)]
-    if debian:   # its text follows from the packages' versions, not thousands of pages hashed
-        variables["debian-es packages"] = debian_corpus.cache_key(
-            debian_corpus.selection(debian[0]))
-    return stage(
-        record="corpus",
-        input_list=corpus_sources(os.pathsep.join(p for p in parts if p not in debian)),
-        variables=variables,
+    return ([p for p in parts if not debian_corpus.is_debian_es(p)],
+            [p for p in parts if debian_corpus.is_debian_es(p)])
+
+
+def corpus_plan(v):
+    d = v["DATA_DIR"]
+    files, debian = corpus_parts(v)
+    return plan(
+        record="corpus", input_list=files,
+        variables={k: v[k] for k in ("CORPUS", "CORPUS_ENCODING", "TRAIN_SIZE", "NUM_PROCESSES",
+                                     "DOWNLOAD_BYTES")},
         outputs=[paths.corpus_dir(d), paths.corpus_stats_file(d)] + (
             [paths.corpus_heldout_file(d)] if debian else []),
         commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.corpus", "--data-dir=" + d,
@@ -161,30 +140,36 @@ def corpus_stage(v):
                            "--download-bytes=" + v["DOWNLOAD_BYTES"]])])
 
 
-def vocab_stage(v):
+def corpus_look(v, p, scratch):
+    files, debian = corpus_parts(v)
+    variables = dict(p.variables)
+    if debian:   # its text follows from the packages' versions, not thousands of pages hashed
+        variables["debian-es packages"] = debian_corpus.cache_key(
+            debian_corpus.selection(debian[0]))
+    return p._replace(input_list=corpus_sources(os.pathsep.join(files)), variables=variables)
+
+
+def vocab_plan(v):
     d, vocab = v["DATA_DIR"], v["VOCAB"]
-    if vocab not in ("mbert", "train", "") and not os.path.isfile(vocab):
-        kind = paths.kind_of(vocab)
-        raise UserError("VOCAB=%s is %s; give mbert, train or a path to a WordPiece vocab "
-                        "(one token per line)" % (vocab, "a %s, not a file" % kind if kind else
-                                                  "neither mbert, train nor an existing file"))
-    inputs = ([paths.corpus_dir(d)] if vocab == "train" else
-              [] if vocab in ("mbert", "") else [vocab])
-    return stage(
-        record="vocab", inputs=inputs,
+    return plan(
+        record="vocab",
+        inputs=[paths.corpus_dir(d)] if vocab == "train" else
+        [] if vocab in ("mbert", "") else [vocab],
         variables={"VOCAB": vocab, "VOCAB_SIZE": v["VOCAB_SIZE"] if vocab == "train" else ""},
         outputs=[paths.vocab_file(d)],
         commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.vocab", "--data-dir=" + d,
                            "--vocab=" + vocab, "--vocab-size=" + v["VOCAB_SIZE"]])])
 
 
-def hparams_stage(v):
+def vocab_look(v, p, scratch):
+    settings.check_vocab(v["VOCAB"])
+    return p
+
+
+def hparams_plan(v):
     d, preset = v["DATA_DIR"], v["PRESET"]
-    preset_file = os.path.join(paths.HPARAMS_PRESETS_DIR, preset + ".json")
-    return stage(
-        record="hparams", inputs=[paths.vocab_file(d)] + (
-            [preset_file] if preset and os.path.isfile(preset_file) else []),
-        input_list=[] if os.path.isfile(preset_file) else [p for p in [preset] if p],
+    return plan(
+        record="hparams", inputs=[paths.vocab_file(d)],
         variables={"PRESET": preset, "HPARAMS_OVERRIDES": v["HPARAMS_OVERRIDES"],
                    "MODEL_NAME": v["MODEL_NAME"], "NUM_GPUS": v["NUM_GPUS"]},
         outputs=[paths.hparams_file(d)],
@@ -193,22 +178,37 @@ def hparams_stage(v):
                            "--model-name=" + v["MODEL_NAME"], "--num-gpus=" + v["NUM_GPUS"]])])
 
 
-def pretrain_data_stage(v):
+def hparams_look(v, p, scratch):
+    """The preset's file is an input; an unknown PRESET is the command's to name."""
+    try:
+        return p._replace(inputs=p.inputs + [settings.preset_path(v["PRESET"])])
+    except UserError:
+        return p._replace(input_list=[x for x in [v["PRESET"]] if x])
+
+
+def pretrain_data_plan(v):
     d, electra = v["DATA_DIR"], electra_dir(v)
-    from wrapper import hparams   # the builder's flags follow from DATA_DIR/hparams.json
-    flags = hparams.builder_flags(d).split()
     # Our builder takes --seed (reproducible shards); an upstream checkout has no such flag.
     seed = ["--seed=1234"] if our_electra_dir(v) else []
-    return stage(
+    return plan(
         record="pretrain-data", inputs=[paths.corpus_dir(d), paths.vocab_file(d)],
-        variables={"builder_flags": " ".join(flags), "NUM_PROCESSES": v["NUM_PROCESSES"],
-                   "ELECTRA_DIR": electra},
+        variables={"NUM_PROCESSES": v["NUM_PROCESSES"], "ELECTRA_DIR": electra},
         outputs=[paths.tfrecords_dir(d)],
         commands=[Command([paths.VENV_PYTHON, os.path.join(electra, "build_pretraining_dataset.py"),
                            "--corpus-dir=" + paths.corpus_dir(d),
                            "--vocab-file=" + paths.vocab_file(d),
-                           "--output-dir=" + paths.tfrecords_dir(d)] + flags +
-                          ["--num-processes=" + v["NUM_PROCESSES"]] + seed)])
+                           "--output-dir=" + paths.tfrecords_dir(d),
+                           "--num-processes=" + v["NUM_PROCESSES"]] + seed)])
+
+
+def pretrain_data_look(v, p, scratch):
+    """The builder's flags follow from DATA_DIR/hparams.json (before --num-processes)."""
+    from wrapper import hparams
+    flags = hparams.builder_flags(v["DATA_DIR"]).split()
+    argv = p.commands[0].argv
+    at = argv.index("--num-processes=" + v["NUM_PROCESSES"])
+    return p._replace(variables=dict(p.variables, builder_flags=" ".join(flags)),
+                      commands=[p.commands[0]._replace(argv=argv[:at] + flags + argv[at:])])
 
 
 def pretrain_command(v):
@@ -224,12 +224,12 @@ def pretrain_command(v):
     return Command([paths.VENV_PYTHON, "run_pretraining.py"] + args, cwd=electra_dir(v))
 
 
-def pretrain_stage(v):
+def pretrain_plan(v):
     d, m, electra = v["DATA_DIR"], v["MODEL_NAME"], electra_dir(v)
     model_dir = paths.model_dir(d, m)
     # BACKEND is not among the variables: both trainers write the same checkpoints, so
     # either one continues (or has finished) the other's model.
-    return stage(
+    return plan(
         record="pretrain-" + m,
         inputs=[paths.tfrecords_dir(d), paths.vocab_file(d), paths.hparams_file(d)],
         variables={"MODEL_NAME": m, "ELECTRA_DIR": electra},
@@ -245,9 +245,15 @@ def pretrain_stage(v):
         commands=[pretrain_command(v)])
 
 
-def convert_stage(v):
+def check_pretrain(v):
+    if backend(v) == "torch" and not our_electra_dir(v):
+        raise UserError("ELECTRA_DIR=%s names a TF1 trainer, and BACKEND=torch runs "
+                        "third_party/electra_torch; drop one of them" % v["ELECTRA_DIR"])
+
+
+def convert_plan(v):
     d, m = v["DATA_DIR"], v["MODEL_NAME"]
-    return stage(
+    return plan(
         record="convert-" + m,
         inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"), paths.vocab_file(d),
                 paths.hparams_file(d)],
@@ -256,131 +262,146 @@ def convert_stage(v):
                            "--model-name=" + m])])
 
 
-def verify_stage(v):
+def verify_plan(v):
     d, m = v["DATA_DIR"], v["MODEL_NAME"]
     args = ["--data-dir=" + d, "--model-name=" + m]
-    # TF logits in .venv, then the comparison in each environment. A read-only model
-    # directory is verified all the same: the logits go to a temporary file instead.
-    produce, compare = [], []
-    if paths.read_only(paths.model_dir(d, m)):
-        scratch = tempfile.mkdtemp(prefix="electra-verify-")
-        atexit.register(shutil.rmtree, scratch, True)
-        logits = os.path.join(scratch, "tf-reference.npz")
-        produce, compare = ["--output=" + logits], ["--tf-reference=" + logits]
-    commands = [Command([paths.VENV_PYTHON, "-m", "wrapper.tf_reference"] + args + produce),
-                Command([paths.VENV_PYTHON, "-m", "wrapper.verify"] + args + compare),
-                Command([paths.MODERN_PYTHON, "-m", "wrapper.verify"] + args + compare)]
-    return stage(
+    # TF logits in .venv, then the comparison in each environment.
+    return plan(
         record="verify-" + m,
         inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"),
                 os.path.dirname(paths.hf_dir(d, m, "discriminator"))],
-        commands=commands, writes=False)
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.tf_reference"] + args),
+                  Command([paths.VENV_PYTHON, "-m", "wrapper.verify"] + args),
+                  Command([paths.MODERN_PYTHON, "-m", "wrapper.verify"] + args)],
+        writes=False)
 
 
-def predict_stage(v):
-    return stage(commands=[Command([
+def verify_look(v, p, scratch):
+    """A read-only model directory is verified all the same: the logits go to a scratch
+    directory, removed when the stage ends."""
+    if not paths.read_only(paths.model_dir(v["DATA_DIR"], v["MODEL_NAME"])):
+        return p
+    logits = os.path.join(scratch(), "tf-reference.npz")
+    produce, compare = p.commands[0], p.commands[1:]
+    return p._replace(commands=[produce._replace(argv=produce.argv + ["--output=" + logits])] +
+                      [c._replace(argv=c.argv + ["--tf-reference=" + logits]) for c in compare])
+
+
+def predict_plan(v):
+    return plan(commands=[Command([
         paths.VENV_PYTHON, "-m", "wrapper.predict",
         "--model-dir=" + paths.hf_dir(v["DATA_DIR"], v["MODEL_NAME"], "discriminator"),
         "--", v["SENTENCE"]])])
 
 
-def evaluate_stage(v):
+def evaluate_plan(v):
     argv = [paths.MODERN_PYTHON, "-m", "wrapper.evaluate", "--data-dir=" + v["DATA_DIR"],
             "--model-name=" + v["MODEL_NAME"], "--task=" + v["TASK"]]
     for name, flag in (("MODEL", "--model"), ("BASELINE", "--baseline"),
                        ("SEEDS", "--seeds"), ("TASK_DATA", "--task-data")):
         if v[name]:
             argv.append("%s=%s" % (flag, v[name]))
-    return stage(commands=[Command(argv)])
+    return plan(commands=[Command(argv)])
 
 
-def conformance_stage(v):
+def conformance_plan(v):
     argv = [paths.VENV_PYTHON, "-m", "wrapper.conformance"]
     if not our_electra_dir(v):
         argv.append("--electra-dir=" + electra_dir(v))
     if backend(v) == "torch":
         argv.append("--backend=torch")
-    return stage(commands=[Command(argv)])
+    return plan(commands=[Command(argv)])
 
 
-def tensorboard_stage(v):
-    return stage(commands=[Command([
+def tensorboard_plan(v):
+    return plan(commands=[Command([
         os.path.join(os.path.dirname(paths.VENV_PYTHON), "tensorboard"),
         "--logdir=" + paths.model_dir(v["DATA_DIR"], v["MODEL_NAME"])])])
 
 
-# name: (lock, builder). lock: "data" (the data directory's stage outputs, exclusive),
-# "model" (MODEL_NAME's directory exclusive, the data directory's outputs shared), None.
-STAGES = collections.OrderedDict([
-    ("corpus", ("data", corpus_stage)),
-    ("vocab", ("data", vocab_stage)),
-    ("hparams", ("data", hparams_stage)),
-    ("pretrain-data", ("data", pretrain_data_stage)),
-    ("pretrain", ("model", pretrain_stage)),
-    ("convert", ("model", convert_stage)),
-    ("verify", (None, verify_stage)),
-    ("predict", (None, predict_stage)),
-    ("evaluate", (None, evaluate_stage)),
-    ("conformance", (None, conformance_stage)),
-    ("tensorboard", (None, tensorboard_stage)),
-])
-NEEDS_DATA_DIR = set(STAGES) - {"conformance"}
-NEEDS_MODEL_NAME = {"hparams", "pretrain", "convert", "verify", "predict", "evaluate",
-                    "tensorboard"}
+@dataclass(frozen=True)
+class Row:
+    name: str
+    # "data": the data directory's stage outputs, exclusive; "model": MODEL_NAME's directory
+    # exclusive, the data directory's outputs shared; None: no lock.
+    lock: Optional[str]
+    plan: Callable[[Dict[str, str]], Plan]
+    # The run step's part: what the plan needs from disk; `scratch()` makes a temporary
+    # directory that lasts as long as the stage.
+    look: Optional[Callable[[Dict[str, str], Plan, Callable[[], str]], Plan]] = None
+    # The earlier stages whose output it reads, checked first. A model's later stages check
+    # the training only: it vouches for the vocab and hparams it was made from, and hparams
+    # made again with other settings would not describe that model.
+    upstream: Tuple[str, ...] = ()
+    in_all: bool = False          # part of the recipe `make all` runs, in table order
+    redone_on_the_way: bool = False   # cheap enough to redo on the way to a later stage
+    # Settings that, given on their own to this stage, make another stage run first
+    # (NUM_GPUS=N goes into hparams.json, which pretrain reads).
+    first_if_given: Tuple[Tuple[str, str], ...] = ()
+    check: Optional[Callable[[Dict[str, str]], None]] = None   # its own rule, before any lock
+
+    @property
+    def reads(self) -> Tuple[str, ...]:
+        """The settings it reads (wrapper/settings.py is their home)."""
+        return settings.read_by(self.name)
+
+    def record_name(self, v) -> str:
+        """Its record's name (a model's stages: one per MODEL_NAME)."""
+        return "%s-%s" % (self.name, v["MODEL_NAME"]) if self.lock == "model" else self.name
+
+
+TABLE = (
+    Row("corpus", "data", corpus_plan, corpus_look, in_all=True),
+    Row("vocab", "data", vocab_plan, vocab_look, upstream=("corpus",), in_all=True),
+    Row("hparams", "data", hparams_plan, hparams_look, upstream=("vocab",), in_all=True,
+        redone_on_the_way=True),
+    Row("pretrain-data", "data", pretrain_data_plan, pretrain_data_look,
+        upstream=("corpus", "vocab"), in_all=True),
+    Row("pretrain", "model", pretrain_plan, upstream=("vocab", "hparams", "pretrain-data"),
+        in_all=True, first_if_given=(("NUM_GPUS", "hparams"),), check=check_pretrain),
+    Row("convert", "model", convert_plan, upstream=("pretrain",), in_all=True),
+    Row("verify", None, verify_plan, verify_look, upstream=("pretrain", "convert"),
+        in_all=True),
+    Row("predict", None, predict_plan),
+    Row("evaluate", None, evaluate_plan),
+    Row("conformance", None, conformance_plan),
+    Row("tensorboard", None, tensorboard_plan),
+)
+STAGES = collections.OrderedDict((row.name, row) for row in TABLE)
+# The recipe `make all` runs, in order.
+ALL = tuple(row.name for row in TABLE if row.in_all)
+
+
+def current_plan(row, v, scratch):
+    """Stage `row`'s plan with what the run step finds on disk."""
+    p = row.plan(v)
+    return row.look(v, p, scratch) if row.look else p
 
 
 # ---- the runner -----------------------------------------------------------------------------
 
 def check_values(v):
-    """Every integer in its range and every path usable, in one line naming the variable."""
-    for name, most in INTEGER_SETTINGS.items():
-        if v[name].strip():
-            positive_int(v[name], name, most)
-    for name in PATH_SETTINGS:
-        for value in v[name].split(os.pathsep) if name == "CORPUS" else [v[name]]:
-            if value:
-                paths.check_path_value(value, name)
-    check_backend_values(v)
-
-
-def check_backend_values(v):
-    """BACKEND one of BACKENDS; the hosts of a BACKEND=torch training consistent."""
-    if v["BACKEND"] and v["BACKEND"] not in BACKENDS:
-        raise UserError("BACKEND=%s is unknown; use BACKEND=tf1 (the reference's TensorFlow "
-                        "1.15 trainer) or BACKEND=torch (the PyTorch trainer, current GPUs)"
-                        % v["BACKEND"][:40])
-    nodes = int(v["NNODES"]) if v["NNODES"].strip() else 1
-    rank = v["NODE_RANK"].strip()
-    if rank and (not rank.isdigit() or len(rank) > 5 or int(rank) >= nodes):
-        raise UserError("NODE_RANK=%s is not a host number from 0 to NNODES-1 (%d); give each "
-                        "host its own, 0 on the one MASTER_ADDR names" % (rank[:40], nodes - 1))
-    address = v["MASTER_ADDR"]
-    if address and (len(address) > 253 or not HOST_ADDRESS.match(address)):
-        raise UserError("MASTER_ADDR=%s is not a host name or IP address; give the address "
-                        "of the host with NODE_RANK=0, e.g. MASTER_ADDR=10.0.0.1"
-                        % address[:60])
-    if nodes > 1 and not address:
-        raise UserError("NNODES=%d needs MASTER_ADDR, the address of the host with "
-                        "NODE_RANK=0 (and NODE_RANK on each host)" % nodes)
-    if nodes > 1 and backend(v) != "torch":
-        raise UserError("NNODES=%d is the PyTorch trainer's; add BACKEND=torch (the TF1 "
-                        "trainer joins hosts with TF_CONFIG)" % nodes)
+    """Every pipeline setting's own check, and the hosts' together, in one line naming the
+    variable."""
+    for name in PIPELINE_VARS:
+        settings.check(name, v[name])
+    settings.check_hosts(v)
 
 
 def check_settings(name, v):
     """Refuses settings no stage could use, in one line, before any lock or work."""
     check_values(v)
-    if name in NEEDS_DATA_DIR:
+    row = STAGES[name]
+    if "DATA_DIR" in row.reads:
         if not v["DATA_DIR"]:
             raise UserError("DATA_DIR is empty; give a directory, e.g. DATA_DIR=./data")
         paths.check_directory(v["DATA_DIR"], "DATA_DIR")
-    if name in NEEDS_MODEL_NAME or STAGES[name][0] == "model":
+    if "MODEL_NAME" in row.reads:
         paths.check_model_name(v["MODEL_NAME"])
-    if name in ("pretrain-data", "pretrain", "conformance") and v["ELECTRA_DIR"]:
+    if "ELECTRA_DIR" in row.reads and v["ELECTRA_DIR"]:
         paths.check_directory(v["ELECTRA_DIR"], "ELECTRA_DIR", must_exist=True)
-    if name == "pretrain" and backend(v) == "torch" and not our_electra_dir(v):
-        raise UserError("ELECTRA_DIR=%s names a TF1 trainer, and BACKEND=torch runs "
-                        "third_party/electra_torch; drop one of them" % v["ELECTRA_DIR"])
+    if row.check:
+        row.check(v)
 
 
 def show(command):
@@ -393,7 +414,7 @@ def show(command):
 
 def take_locks(name, v, stack):
     """Takes stage `name`'s locks until `stack` closes; its commands inherit them."""
-    kind = STAGES[name][0]
+    kind = STAGES[name].lock
     if kind is None:
         return
     for path, what, shared in locking.stage_locks(
@@ -408,42 +429,33 @@ def take_locks(name, v, stack):
             os.set_inheritable(lock.fd, True)
 
 
-# The earlier stages each stage checks first (those of them whose output it reads). A model's
-# later stages check the training only: it vouches for the vocab and hparams it was made from,
-# and hparams made again with other settings would not describe that model.
-UPSTREAM = {
-    "vocab": ("corpus",),
-    "hparams": ("vocab",),
-    "pretrain-data": ("corpus", "vocab"),
-    "pretrain": ("vocab", "hparams", "pretrain-data"),
-    "convert": ("pretrain",),
-    "verify": ("pretrain", "convert"),
-}
-# Stages cheap enough to redo on the way to a later one rather than refuse it.
-REDONE_ON_THE_WAY = ("hparams",)
+def scratch_maker(stack):
+    """A function that makes a temporary directory removed when `stack` closes."""
+    return lambda: stack.enter_context(tempfile.TemporaryDirectory(prefix="electra-verify-"))
 
 
 def bring_upstream_up_to_date(name, v):
-    """Before stage `name`: each recorded earlier stage whose output it reads (UPSTREAM) must
-    still be what the current settings make (hparams with this PRESET, HPARAMS_OVERRIDES,
-    NUM_GPUS) and whole (a truncated shard). A cheap one is redone first; for another, one
-    line names the make command to run. Returns a failed redo's exit status, else 0."""
-    if name not in UPSTREAM:
-        return 0
-    reads = STAGES[name][1](v).inputs
-    for earlier in UPSTREAM[name]:
-        built = STAGES[earlier][1]
-        upstream = built(v) if os.path.exists(stages.record_path(
-            v["DATA_DIR"], record_name(earlier, v))) else None
-        if upstream is None or not any(
-                out == path or out.startswith(path + os.sep) or path.startswith(out + os.sep)
-                for out in upstream.outputs for path in reads):
+    """Before stage `name`: each recorded earlier stage whose output it reads (its row's
+    upstream) must still be what the current settings make (hparams with this PRESET,
+    HPARAMS_OVERRIDES, NUM_GPUS) and whole (a truncated shard). A cheap one is redone first;
+    for another, one line names the make command to run. Returns a failed redo's exit status,
+    else 0."""
+    row = STAGES[name]
+    reads = row.plan(v).inputs if row.upstream else []
+    for earlier in row.upstream:
+        before = STAGES[earlier]
+        if not os.path.exists(stages.record_path(v["DATA_DIR"], before.record_name(v))):
+            continue
+        with contextlib.ExitStack() as stack:
+            upstream = current_plan(before, v, scratch_maker(stack))
+        if not any(out == path or out.startswith(path + os.sep) or path.startswith(out + os.sep)
+                   for out in upstream.outputs for path in reads):
             continue
         why = stages.out_of_date(upstream.record, v["DATA_DIR"], upstream.variables,
                                  upstream.outputs)
         if why is None:
             continue
-        if earlier in REDONE_ON_THE_WAY:
+        if before.redone_on_the_way:
             print("%s: first %s (its output was %s)" % (name, earlier, why))
             sys.stdout.flush()
             status = run_one(earlier, v)
@@ -455,22 +467,18 @@ def bring_upstream_up_to_date(name, v):
     return 0
 
 
-def record_name(name, v):
-    """The record's name of stage `name` (a model's stages: one per MODEL_NAME)."""
-    return "%s-%s" % (name, v["MODEL_NAME"]) if STAGES[name][0] == "model" else name
-
-
 def run_one(name, v, dry_run=False):
     """Runs stage `name` under its lock; returns the exit status of its command(s)."""
     check_settings(name, v)
+    row = STAGES[name]
     if dry_run:
-        try:
-            s = STAGES[name][1](v)
-        except UserError as e:     # pretrain-data before hparams: flags not known yet
-            print("%s: (not known yet: %s)" % (name, e))
-            return 0
-        print("%s: lock %s; record %s" % (name, STAGES[name][0] or "none",
-                                          s.record or "none"))
+        with contextlib.ExitStack() as stack:
+            try:
+                s = current_plan(row, v, scratch_maker(stack))
+            except UserError as e:     # pretrain-data before hparams: flags not known yet
+                print("%s: (not known yet: %s)" % (name, e))
+                return 0
+        print("%s: lock %s; record %s" % (name, row.lock or "none", s.record or "none"))
         for command in s.commands:
             print("  " + show(command))
         return 0
@@ -479,12 +487,17 @@ def run_one(name, v, dry_run=False):
         return status
     with contextlib.ExitStack() as stack:
         take_locks(name, v, stack)
-        s = STAGES[name][1](v)
+        s = current_plan(row, v, scratch_maker(stack))
         stages.check_inputs(s.record or name, s.inputs)
         if s.record is None:
             return stages.run_commands(s.commands)
         return stages.run_stage(s.record, v["DATA_DIR"], s.inputs + s.input_list, s.variables,
                                 s.outputs, s.keeps, s.commands, s.may_change, s.writes)
+
+
+def first_stages(name, v):
+    """The stages stage `name`, run on its own, runs first (its row's first_if_given)."""
+    return [first for setting, first in STAGES[name].first_if_given if v[setting]]
 
 
 def run_stages(names, v, dry_run=False, headers=False):
@@ -513,20 +526,35 @@ def text_packages(dry_run):
     return stages.run_commands([command])
 
 
+def user_value(name, v, environ):
+    """A setting outside the pipeline's (DEMO_*, docker-run's) as Make sets it: the
+    environment's value, else its default (wrapper/settings.py)."""
+    return environ[name] if name in environ else settings.default(name, dict(environ, **v))
+
+
+def given_or(name, v, environ, otherwise):
+    """Pipeline setting `name` when the user gave it (not empty), else `otherwise`."""
+    return v[name] if name in settings.given(environ) and v[name].strip() else otherwise
+
+
+# make demo's corpus lines, unless TRAIN_SIZE is given.
+DEMO_TRAIN_SIZE = "100000"
+
+
 def demo_settings(v, environ):
-    """make demo's settings (DEMO_* from the Makefile). Its text: CORPUS= when given, else
-    Debian's Spanish text (what of it is installed), else an OpenSubtitles slice."""
+    """make demo's settings (DEMO_*). Its text: CORPUS= when given, else Debian's Spanish
+    text (what of it is installed), else an OpenSubtitles slice."""
     corpus = v["CORPUS"] or os.pathsep.join(debian_text_paths())
     demo = dict(v)
     demo.update({
-        "DATA_DIR": environ.get("DEMO_DATA_DIR") or os.path.join(v["DATA_DIR"], "demo"),
+        "DATA_DIR": environ.get("DEMO_DATA_DIR") or settings.default("DEMO_DATA_DIR", v),
         "CORPUS": corpus, "DOWNLOAD_BYTES": "" if corpus else "4000000",
-        "TRAIN_SIZE": environ.get("DEMO_TRAIN_SIZE", v["TRAIN_SIZE"]),
-        "VOCAB": "train", "VOCAB_SIZE": environ.get("DEMO_VOCAB_SIZE", "4000"),
+        "TRAIN_SIZE": given_or("TRAIN_SIZE", v, environ, DEMO_TRAIN_SIZE),
+        "VOCAB": "train", "VOCAB_SIZE": user_value("DEMO_VOCAB_SIZE", v, environ),
         "PRESET": "demo-cpu",
-        # Its evaluation: 2 seeds rather than make evaluate's 3 keep make demo in minutes.
+        # Its evaluation: fewer seeds than make evaluate's keep make demo in minutes.
         "TASK": v["TASK"] or "fortunes-es", "BASELINE": v["BASELINE"] or "random",
-        "SEEDS": v["SEEDS"] or environ.get("DEMO_SEEDS", "2")})
+        "SEEDS": given_or("SEEDS", v, environ, user_value("DEMO_SEEDS", v, environ))})
     return demo
 
 
@@ -569,7 +597,7 @@ DEMO_GPU_SMOKE_OVERRIDES = {
 
 def demo_gpu_settings(v, environ):
     """make demo-gpu's settings and whether it is the CPU smoke run (DEMO_GPU_SMOKE=1)."""
-    smoke = environ.get("DEMO_GPU_SMOKE", "").strip() not in ("", "0")
+    smoke = user_value("DEMO_GPU_SMOKE", v, environ).strip() not in ("", "0")
     demo = dict(v)
     demo.update({
         "DATA_DIR": os.path.join(v["DATA_DIR"], "demo-gpu"),
@@ -579,10 +607,10 @@ def demo_gpu_settings(v, environ):
                                   "debian-es"),
         "TRAIN_SIZE": "20000" if smoke else v["TRAIN_SIZE"],
         "DOWNLOAD_BYTES": "", "VOCAB": "train",
-        "VOCAB_SIZE": "2000" if smoke else environ.get("DEMO_GPU_VOCAB_SIZE", "32000"),
+        "VOCAB_SIZE": "2000" if smoke else user_value("DEMO_GPU_VOCAB_SIZE", v, environ),
         "PRESET": "demo-gpu", "BACKEND": "torch",
         "TASK": v["TASK"] or "fortunes-es", "BASELINE": v["BASELINE"] or "random",
-        "SEEDS": v["SEEDS"] or ("3" if smoke else "5")})
+        "SEEDS": given_or("SEEDS", v, environ, "3" if smoke else "5")})
     if smoke:
         demo["HPARAMS_OVERRIDES"] = v["HPARAMS_OVERRIDES"] or json.dumps(
             DEMO_GPU_SMOKE_OVERRIDES, sort_keys=True)
@@ -661,29 +689,17 @@ CONTAINER_ELECTRA_DIR = "/workspace/electra"
 CONTAINER_CORPUS_DIR = "/workspace/corpus"
 
 
-# An image reference: [host[:port]/]name[/name...][:tag][@sha256:digest], lower-case names.
-IMAGE_REFERENCE = re.compile(
-    r"(?:[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z")
-
-
 # IMAGE=torch (docker/Dockerfile.torch) holds .venv-modern's stack only: the targets that
 # run there. The others need TensorFlow 1.15 (.venv: convert, verify, the TF1 trainer).
 TORCH_IMAGE_TARGETS = ("help", "corpus", "vocab", "hparams", "pretrain-data", "pretrain",
                        "evaluate")
 
 
-def docker_image(environ):
+def docker_image(v, environ):
     """DOCKER_IMAGE, checked: an image reference, never an option (`--privileged`)."""
-    if environ.get("IMAGE", "") not in ("", "ngc", "torch"):
-        raise UserError("IMAGE=%s is unknown; use IMAGE=ngc (Ampere hosts), IMAGE=torch (the "
-                        "PyTorch trainer, current GPUs) or no IMAGE (V100)" % environ["IMAGE"])
-    image = environ.get("DOCKER_IMAGE") or "electra-spanish:tf1.15.5-gpu"
-    if not IMAGE_REFERENCE.match(image):
-        raise UserError("DOCKER_IMAGE=%s is not an image reference such as "
-                        "electra-spanish:tf1.15.5-gpu or registry.example.com/team/electra:1"
-                        % image[:80])
+    settings.check("IMAGE", user_value("IMAGE", v, environ))
+    image = environ.get("DOCKER_IMAGE") or settings.default("DOCKER_IMAGE", environ)
+    settings.check("DOCKER_IMAGE", image)
     return image
 
 
@@ -696,11 +712,9 @@ def docker_command(v, environ, tty):
         raise UserError("DATA_DIR is empty; give the host directory to mount")
     check_values(v)
     paths.check_directory(v["DATA_DIR"], "DATA_DIR")
-    image = docker_image(environ)
-    target = environ.get("TARGET") or "help"
-    if not re.match(r"[a-z0-9][a-z0-9-]*\Z", target):
-        raise UserError("TARGET=%r is not a make target; e.g. TARGET=pretrain (make help lists "
-                        "them)" % target)
+    image = docker_image(v, environ)
+    target = environ.get("TARGET") or settings.default("TARGET")
+    settings.check("TARGET", target)
     if environ.get("IMAGE") == "torch":
         if target not in TORCH_IMAGE_TARGETS:
             raise UserError("TARGET=%s needs TensorFlow 1.15, which IMAGE=torch does not hold; "
@@ -714,10 +728,8 @@ def docker_command(v, environ, tty):
                             "not hold; make the vocab in the TF1 image or in .venv (make vocab), "
                             "or give VOCAB=mbert or VOCAB=path/to/vocab.txt")
     argv = ["docker", "run", "--rm"] + (["-it"] if tty else [])
-    gpu = environ.get("GPU", "1")
-    if gpu not in ("0", "1"):
-        raise UserError("GPU must be 1 (use the GPU: --gpus all) or 0 (a CPU-only host), "
-                        "got %r" % gpu)
+    gpu = user_value("GPU", v, environ)
+    settings.BY_NAME["GPU"].check(gpu, "GPU")     # an empty GPU= too: it is 0 or 1
     if gpu == "1":
         # A GPU host that trains on the CPU (CUDA not found in the image) stops at once.
         argv += ["--gpus", "all", "-e", "REQUIRE_GPU=" + environ.get("REQUIRE_GPU", "1")]
@@ -734,9 +746,7 @@ def docker_command(v, environ, tty):
             if path and not os.path.exists(path) and not debian_corpus.is_debian_es(path):
                 raise UserError("%s=%s: no such file or directory (it is mounted into the "
                                 "container)" % (name, path))
-    given = environ.get("PIPELINE_GIVEN")     # set by make; else: what the environment holds
-    given = set(given.split() if given is not None else [n for n in PIPELINE_VARS
-                                                          if n in environ])
+    given = settings.given(environ)
     given.add("DATA_DIR")
     forwarded = dict(v, DATA_DIR=CONTAINER_DATA_DIR)
     mounts = [(os.path.abspath(v["DATA_DIR"]), CONTAINER_DATA_DIR, "")]
@@ -800,7 +810,7 @@ def main(argv=None):
                         help="run `make $TARGET` in the Docker image (make docker-run)")
     args = parser.parse_args(argv)
     environ = os.environ
-    v = settings(environ)
+    v = read_settings(environ)
     dry_run = args.dry_run or make_dry_run(environ)
     program = "docker-run" if args.docker_run else (args.stage[0] if args.stage else "pipeline")
     try:
@@ -816,9 +826,8 @@ def main(argv=None):
             return run_demo(v, environ, dry_run)
         if args.stage == ["demo-gpu"]:
             return run_demo_gpu(v, environ, dry_run)
-        if args.stage == ["pretrain"] and v["NUM_GPUS"]:
-            # NUM_GPUS=N goes into hparams.json (num_gpus), which pretrain then reads.
-            return run_stages(["hparams", "pretrain"], v, dry_run)
+        if len(args.stage) == 1 and args.stage[0] in STAGES:
+            return run_stages(first_stages(args.stage[0], v) + args.stage, v, dry_run)
         if args.stage == ["all"]:
             return run_stages(ALL, v, dry_run, headers=True)
         return run_stages(args.stage, v, dry_run)

@@ -20,6 +20,7 @@ import tempfile
 
 from wrapper import paths, stages
 from wrapper.cli import UserError, positive_int, run_main
+from wrapper.settings import check_vocab, default
 from wrapper.electra import tokenization
 
 SPECIAL_TOKENS = tokenization.SPECIAL_TOKENS
@@ -172,17 +173,6 @@ def size_note(tokens, vocab_size):
     return ""
 
 
-def check_choice(vocab):
-    """VOCAB is mbert, train or an existing file; anything else is a typo (VOCAB=Train), not
-    the output of a stage that has yet to run."""
-    if vocab in ("mbert", "train") or os.path.isfile(vocab):
-        return
-    what = "" if not os.path.exists(vocab) else " (%s is a %s)" % (
-        vocab, "directory" if os.path.isdir(vocab) else "special file")
-    raise UserError("VOCAB=%s is neither mbert, train nor an existing file%s; give one of "
-                    "those (a path: a WordPiece vocab, one token per line)" % (vocab, what))
-
-
 def build(data_dir, vocab, vocab_size):
     target = paths.vocab_file(data_dir)
     if vocab == "mbert":
@@ -191,7 +181,6 @@ def build(data_dir, vocab, vocab_size):
         tokens, source = trained_tokens(data_dir, vocab_size), "a vocab trained on %s" % (
             paths.corpus_dir(data_dir))
     else:
-        check_choice(vocab)
         tokens, source = read_tokens(vocab), vocab
     validate(tokens, source)
     report = ""
@@ -218,12 +207,12 @@ def build(data_dir, vocab, vocab_size):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--vocab", default="mbert", help="mbert | train | path/to/vocab.txt")
-    parser.add_argument("--vocab-size", default="8000", help="tokens of a trained vocab")
+    parser.add_argument("--vocab", default=default("VOCAB"), help="mbert | train | path/to/vocab.txt")
+    parser.add_argument("--vocab-size", default=default("VOCAB_SIZE"),
+                        help="tokens of a trained vocab")
     args = parser.parse_args(argv)
     vocab = args.vocab.strip()
-    if not vocab:
-        raise UserError("VOCAB is empty; use mbert, train or path/to/vocab.txt")
+    check_vocab(vocab)
     vocab_size = positive_int(args.vocab_size, "VOCAB_SIZE")
     if vocab == "train" and vocab_size < len(SPECIAL_TOKENS) + 100:
         raise UserError("VOCAB_SIZE=%d is too small for a WordPiece vocab; use 1000 or more"
