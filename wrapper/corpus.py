@@ -45,7 +45,7 @@ import sys
 import time
 import zlib
 
-from wrapper import debian_corpus, download, paths, stages
+from wrapper import debian_corpus, download, fsutil, paths
 from wrapper.cli import UserError, positive_int, run_main
 from wrapper.fsutil import atomic_output_dir, atomic_write_text, disk_full_reason, human_bytes
 
@@ -422,7 +422,7 @@ def format_stats(stats):
 
 def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES_URL,
           download_bytes=None, encoding=DEFAULT_ENCODING):
-    stages.check_replaceable(data_dir, paths.corpus_stats_file(data_dir),
+    fsutil.check_replaceable(data_dir, paths.corpus_stats_file(data_dir),
                              "move it away (the corpus stage writes its statistics there)")
     heldout, debian_stats = None, None
     if corpus:
@@ -461,7 +461,7 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
         if heldout is not None:
             with open(heldout, encoding="utf-8") as f:
                 atomic_write_text(paths.corpus_heldout_file(data_dir), f.read())
-        stages.write_owned_text(data_dir, paths.corpus_stats_file(data_dir),
+        fsutil.write_owned_text(data_dir, paths.corpus_stats_file(data_dir),
                                 json.dumps(stats, indent=2) + "\n")
     except OSError as e:
         full = disk_full_error(e, os.path.abspath(data_dir), what="the corpus statistics")

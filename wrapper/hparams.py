@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from wrapper import paths, stages
+from wrapper import fsutil, paths
 from wrapper.cli import UserError, positive_int, run_main
 from wrapper.electra import configure_pretraining
 from wrapper.vocab import read_tokens
@@ -127,9 +127,9 @@ def build(data_dir, preset, overrides_text, model_name, num_gpus=None):
     resolved = resolve(hparams, model_name, data_dir)
 
     target = paths.hparams_file(data_dir)
-    stages.check_replaceable(data_dir, target,
+    fsutil.check_replaceable(data_dir, target,
                              "to use it, run with PRESET=%s; else move it away" % target)
-    stages.write_owned_text(data_dir, target, json.dumps(hparams, indent=2) + "\n")
+    fsutil.write_owned_text(data_dir, target, json.dumps(hparams, indent=2) + "\n")
     print("hparams: %s: preset %s%s, vocab_size %d, %d steps of batch %d, max_seq_length %d"
           % (target, preset, " + overrides" if overrides else "", vocab_size,
              resolved.num_train_steps, resolved.train_batch_size, resolved.max_seq_length))

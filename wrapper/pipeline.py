@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from wrapper import debian_corpus, locking, paths, stages
+from wrapper import debian_corpus, locking, paths, stages, supervise
 from wrapper.text_packages import debian_text_paths
 from wrapper.cli import UserError, fail, positive_int
 
@@ -81,7 +81,7 @@ PATH_SETTINGS = ("DATA_DIR", "CORPUS", "VOCAB", "ELECTRA_DIR", "PRESET", "TASK",
 # The recipe `make all` runs, in order.
 ALL = ("corpus", "vocab", "hparams", "pretrain-data", "pretrain", "convert", "verify")
 
-# env: {name: value} over the runner's environment, '' unsetting the name (stages.py).
+# env: {name: value} over the runner's environment, '' unsetting the name (supervise.py).
 Command = collections.namedtuple("Command", "argv cwd env")
 Command.__new__.__defaults__ = (None, None)
 
@@ -252,7 +252,7 @@ def convert_stage(v):
         inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"), paths.vocab_file(d),
                 paths.hparams_file(d)],
         outputs=[paths.hf_dir(d, m, "discriminator"), paths.hf_dir(d, m, "generator")],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.export", "--data-dir=" + d,
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hf_export", "--data-dir=" + d,
                            "--model-name=" + m])])
 
 
@@ -265,9 +265,9 @@ def verify_stage(v):
     if paths.read_only(paths.model_dir(d, m)):
         scratch = tempfile.mkdtemp(prefix="electra-verify-")
         atexit.register(shutil.rmtree, scratch, True)
-        logits = os.path.join(scratch, "tf-reference.npz")
-        produce, compare = ["--output=" + logits], ["--tf-reference=" + logits]
-    commands = [Command([paths.VENV_PYTHON, "-m", "wrapper.tf_reference"] + args + produce),
+        logits = os.path.join(scratch, "tf-logits.npz")
+        produce, compare = ["--output=" + logits], ["--tf-logits=" + logits]
+    commands = [Command([paths.VENV_PYTHON, "-m", "wrapper.tf_logits"] + args + produce),
                 Command([paths.VENV_PYTHON, "-m", "wrapper.verify"] + args + compare),
                 Command([paths.MODERN_PYTHON, "-m", "wrapper.verify"] + args + compare)]
     return stage(
@@ -403,7 +403,7 @@ def take_locks(name, v, stack):
             command="python -m wrapper.pipeline %s" % name))
         if lock.fd is not None:
             # The commands inherit the lock: it lasts as long as they do, even if this
-            # runner is killed first (stages.py stops them then, but a training may take a
+            # runner is killed first (supervise.py stops them then, but a training may take a
             # moment to stop).
             os.set_inheritable(lock.fd, True)
 
@@ -482,7 +482,7 @@ def run_one(name, v, dry_run=False):
         s = STAGES[name][1](v)
         stages.check_inputs(s.record or name, s.inputs)
         if s.record is None:
-            return stages.run_commands(s.commands)
+            return supervise.run_commands(s.commands)
         return stages.run_stage(s.record, v["DATA_DIR"], s.inputs + s.input_list, s.variables,
                                 s.outputs, s.keeps, s.commands, s.may_change, s.writes)
 
@@ -510,7 +510,7 @@ def text_packages(dry_run):
     if dry_run:
         print("  " + show(command))
         return 0
-    return stages.run_commands([command])
+    return supervise.run_commands([command])
 
 
 def demo_settings(v, environ):
@@ -639,7 +639,7 @@ def run_demo_gpu(v, environ, dry_run=False):
         if dry_run:
             print("  " + show(command))
         else:
-            status = stages.run_commands([command])
+            status = supervise.run_commands([command])
     elif status == 0:
         print("(no replaced-word check: CORPUS=%s keeps no held-out sentences; "
               "CORPUS=debian-es does)" % demo["CORPUS"])

@@ -21,7 +21,7 @@ def load(model_dir):
         raise UserError("%s holds no converted model (no config.json); run make convert, or "
                         "point --model-dir at DATA_DIR/models/NAME/hf/discriminator" % model_dir)
     if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
-        raise UserError("%s has no vocab.txt; convert with `python -m wrapper.export`, which "
+        raise UserError("%s has no vocab.txt; convert with `python -m wrapper.hf_export`, which "
                         "writes the tokenizer files" % model_dir)
     # transformers 2.8.0 imports TensorFlow when it is installed; the demo needs only torch.
     os.environ.setdefault("USE_TF", "0")

@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 
-from wrapper import paths, stages
+from wrapper import fsutil, paths
 from wrapper.cli import UserError, positive_int, run_main
 from wrapper.electra import tokenization
 
@@ -209,9 +209,9 @@ def build(data_dir, vocab, vocab_size):
     same_file = vocab not in ("mbert", "train") and os.path.exists(target) and \
         os.path.samefile(vocab, target)
     if not same_file:
-        stages.check_replaceable(data_dir, target,
+        fsutil.check_replaceable(data_dir, target,
                                  "to use it, run with VOCAB=%s; else move it away" % target)
-        stages.write_owned_text(data_dir, target, "\n".join(tokens) + "\n")
+        fsutil.write_owned_text(data_dir, target, "\n".join(tokens) + "\n")
     print("vocab: %s: %d tokens, from %s%s" % (target, len(tokens), source, report))
 
 
