@@ -693,8 +693,9 @@ def test_second_evaluation_of_the_same_model_says_who_holds_it(tmp_path, tiny_ru
     lock_file = locking.evaluation_lock_file(tiny_run, out_dir)
     # Another evaluation holding the lock (not an ancestor of the second one: a nested stage
     # would go on under its parent's lock).
-    holder = subprocess.Popen([PY, "-m", "wrapper.locking", "--lock", lock_file, "--program",
-                               "evaluate", "--", "sleep", "60"], cwd=REPO)
+    holder = subprocess.Popen([PY, os.path.join(REPO, "tests", "lock_holder.py"), "--lock",
+                               lock_file, "--label", "make evaluate", "--", "sleep", "60"],
+                              cwd=REPO)
     try:
         deadline = time.time() + 30
         while "pid=%d" % holder.pid not in (open(lock_file).read()

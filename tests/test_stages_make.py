@@ -127,8 +127,8 @@ def test_a_killed_stage_runner_takes_its_stage_with_it(tmp_path):
     import signal
     import subprocess
     import time
-    runner = subprocess.Popen([PY, "-m", "wrapper.stages", "train", "--data-dir", str(tmp_path),
-                               "--", "sleep", "120"], cwd=REPO)
+    runner = subprocess.Popen([PY, os.path.join(REPO, "tests", "stage_runner.py"), "train",
+                               str(tmp_path), "--", "sleep", "120"], cwd=REPO)
     deadline = time.time() + 30
     children = []
     while not children and time.time() < deadline:

@@ -158,12 +158,7 @@ def main(argv=None):
     parser.add_argument("--overrides", default="", help="JSON object merged over the preset")
     parser.add_argument("--model-name", default="electra-spanish")
     parser.add_argument("--num-gpus", default="", help="GPUs of this host to train on (NUM_GPUS)")
-    parser.add_argument("--builder-flags", action="store_true",
-                        help="print the dataset builder's flags implied by DATA_DIR/hparams.json")
     args = parser.parse_args(argv)
-    if args.builder_flags:
-        print(builder_flags(args.data_dir))
-        return
     if not args.preset.strip():
         raise UserError("PRESET is empty; choose one of %s" % ", ".join(preset_names()))
     num_gpus = positive_int(args.num_gpus, "NUM_GPUS") if args.num_gpus.strip() else None

@@ -1,41 +1,36 @@
 """Stage records: an interrupted `make all` resumes at the stage that did not finish.
 
-    python -m wrapper.stages STAGE --data-dir D [--input PATH]... [--var NAME=VALUE]...
-                             [--output PATH]... [--keeps PATH] -- COMMAND...
-
 A stage is up to date when DATA_DIR/.stages/STAGE.done holds the fingerprint of its inputs
 as they are now and its outputs are as it wrote them (every output file's size and time, and
 a TFRecord file's framing: a truncated shard is seen); then the command is skipped.
 Otherwise the command runs, and the record is rewritten only when the command succeeded, so
 a killed or failed stage is simply run again. The fingerprint covers:
-- every --input path (a file, or every file under a directory): its SHA-256 when smaller than
+- every input path (a file, or every file under a directory): its SHA-256 when smaller than
   HASH_LIMIT_BYTES, else its size and modification time (a 5 GB download is not re-read);
-- every --var (the Make variables and settings the stage's result depends on).
+- every variable (the Make variables and settings the stage's result depends on).
 Inputs of one stage are the outputs of the one before (corpus/, vocab.txt, hparams.json ...)
 hashed by content, so changing the corpus, the vocab or the hparams redoes exactly the stages
 that depend on them, and regenerating an identical file redoes nothing.
 
---keeps PATH names a directory the command continues rather than replaces (the model
+`keeps` names a directory the command continues rather than replaces (the model
 directory: pretraining resumes from its checkpoints). The fingerprint it was started with is
-kept in STAGE.started; if PATH already holds files and the inputs changed since, the stage
-refuses instead of mixing two trainings in one directory. --may-change KEY exempts a key of
+kept in STAGE.started; if it already holds files and the inputs changed since, the stage
+refuses instead of mixing two trainings in one directory. `may_change` exempts keys of
 the JSON inputs from that comparison (num_train_steps: training longer continues the model,
 as the reference does when rerun with more steps).
 
 Every Make stage target reaches run_stage through wrapper/pipeline.py (the stage table);
-the command line above is for stages run by hand.
+the commands run under wrapper/supervise.py.
 """
-import argparse
 import hashlib
 import json
 import os
 import stat
 import struct
-import sys
 import time
 
 from wrapper import fsutil, paths, supervise
-from wrapper.cli import UserError, run_main
+from wrapper.cli import UserError
 
 HASH_LIMIT_BYTES = 64 << 20
 
@@ -327,43 +322,3 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_
         write_record(done_path, digest, details, written)
         print("%s: done in %.1f s" % (stage, time.time() - started_at))
     return status
-
-
-def parse_vars(items):
-    variables = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise UserError("--var wants NAME=VALUE, got %r" % item)
-        variables[name] = value
-    return variables
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    command = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, command = argv[:cut], argv[cut + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("stage")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--input", action="append", default=[])
-    parser.add_argument("--input-list", default="",
-                        help="more inputs, joined with ':' (as CORPUS)")
-    parser.add_argument("--var", action="append", default=[])
-    parser.add_argument("--output", action="append", default=[])
-    parser.add_argument("--keeps")
-    parser.add_argument("--may-change", action="append", default=[],
-                        help="a key of the JSON inputs that may change for a --keeps "
-                             "directory (num_train_steps: a longer run continues the model)")
-    args = parser.parse_args(argv)
-    check_inputs(args.stage, args.input)   # --input-list paths are the command's to check
-    inputs = args.input + [p for p in args.input_list.split(os.pathsep) if p]
-    return run_stage(args.stage, args.data_dir, inputs, parse_vars(args.var),
-                     args.output, args.keeps, [command] if command else [],
-                     tuple(args.may_change))
-
-
-if __name__ == "__main__":
-    run_main(main, "stages")
