@@ -47,7 +47,7 @@ import zlib
 
 from wrapper import debian_corpus, download, fsutil, paths
 from wrapper.cli import UserError, positive_int, run_main
-from wrapper.fsutil import atomic_output_dir, atomic_write_text, disk_full_reason, human_bytes
+from wrapper.fsutil import atomic_output_dir, atomic_write_text
 
 TEXT_SUFFIXES = (".txt", ".gz", ".fortunes")
 PART_NAME = re.compile(r"^part-\d{5}-of-\d{5}\.txt$")
@@ -313,15 +313,6 @@ def source_bytes(sources):
     return total
 
 
-def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
-    """UserError for a write that failed for lack of space (ENOSPC, EDQUOT); None otherwise."""
-    reason = disk_full_reason(error, directory, "writing " + what)
-    if reason is None:
-        return None
-    return UserError("%s%s; free some space there or choose another DATA_DIR" % (
-        reason, "; it needs up to %s" % human_bytes(needed_bytes) if needed_bytes else ""))
-
-
 def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr,
                  encoding=DEFAULT_ENCODING):
     """Normalizes `sources` into `out_dir`/part-*.txt; returns the statistics."""
@@ -329,7 +320,7 @@ def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr,
         return _write_corpus(sources, out_dir, train_size, num_files, log, encoding)
     except OSError as e:
         # The text is written twice at the peak (the whole, then its parts), never more.
-        full = disk_full_error(e, os.path.dirname(os.path.abspath(out_dir)),
+        full = fsutil.disk_full_error(e, os.path.dirname(os.path.abspath(out_dir)),
                                2 * source_bytes(sources))
         if full is None:
             raise
@@ -464,7 +455,7 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
         fsutil.write_owned_text(data_dir, paths.corpus_stats_file(data_dir),
                                 json.dumps(stats, indent=2) + "\n")
     except OSError as e:
-        full = disk_full_error(e, os.path.abspath(data_dir), what="the corpus statistics")
+        full = fsutil.disk_full_error(e, os.path.abspath(data_dir), what="the corpus statistics")
         if full is None:
             raise
         raise full

@@ -146,19 +146,62 @@ def disk_full_reason(error, directory, doing=""):
                              directory, free)
 
 
-def atomic_write_text(path, text):
-    """Writes `path` via a temporary sibling and a rename: readers see old or new, never half."""
-    tmp = "%s.partial-%d" % (path, os.getpid())
+def partial_path(path):
+    """Where a file is written before it is renamed onto `path`: `PATH.partial-PID`."""
+    return "%s.partial-%d" % (path, os.getpid())
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="w", rename=True):
+    """Yields a file open for writing at partial_path(path); when the block ends it is synced
+    to the disk and (rename=True) renamed onto `path`: readers see the old file or the new,
+    never half of one. On any error (a full disk, Ctrl-C) the partial is removed.
+    rename=False leaves the complete partial for the caller to rename with others."""
+    tmp = partial_path(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:   # a full disk, Ctrl-C: no half-written partial left behind
+    except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    os.replace(tmp, path)
+    if rename:
+        os.replace(tmp, path)
+
+
+def atomic_write_text(path, text):
+    """Writes `path` (UTF-8) through atomic_file."""
+    with atomic_file(path) as f:
+        f.write(text)
+
+
+def atomic_write_bytes(path, data):
+    """Writes `path` through atomic_file."""
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+
+
+def os_error_behind(error):
+    """The OSError behind a failed write: torch.save and safetensors report a full disk as
+    their own errors, carrying only the system's text ("... No space left on device")."""
+    if isinstance(error, OSError):
+        return error
+    for number in (errno.ENOSPC, errno.EDQUOT):
+        if os.strerror(number) in str(error):
+            return OSError(number, os.strerror(number))
+    return None
+
+
+def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
+    """UserError for a write of `what` that failed for lack of space (ENOSPC, EDQUOT), saying
+    what to do; None for any other error."""
+    reason = disk_full_reason(error, directory, "writing " + what)
+    if reason is None:
+        return None
+    return UserError("%s%s; free some space there or choose another DATA_DIR" % (
+        reason, "; it needs up to %s" % human_bytes(needed_bytes) if needed_bytes else ""))
 
 
 def read_json(path):

@@ -13,12 +13,11 @@ a model card README.md. Each directory is complete or absent.
 """
 import collections
 import datetime
-import errno
 import json
 import os
 import shutil
 
-from wrapper import checkpoint_layout, convert, corpus, fsutil, hf_tokenizer, paths, tf_checkpoint
+from wrapper import checkpoint_layout, convert, fsutil, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
 
 OUTPUT_FILES = (convert.CONFIG_NAME, convert.WEIGHTS_NAME, convert.SAFETENSORS_NAME,
@@ -115,17 +114,6 @@ def model_card(network, model_name, hf_config, run_config, hparams, hparams_sour
 
 # ---- the stage -------------------------------------------------------------------------
 
-def write_failure(error):
-    """The OSError behind a failed write: torch.save and safetensors report a full disk as
-    their own errors, carrying only the system's text ("... No space left on device")."""
-    if isinstance(error, OSError):
-        return error
-    for number in (errno.ENOSPC, errno.EDQUOT):
-        if os.strerror(number) in str(error):
-            return OSError(number, os.strerror(number))
-    return None
-
-
 def export(data_dir, model_name, log=print):
     prefix = checkpoint_layout.latest_checkpoint(data_dir, model_name)
     run_config, hparams, source = checkpoint_layout.load_run_config(data_dir, model_name)
@@ -164,7 +152,7 @@ def export(data_dir, model_name, log=print):
                     f.write(model_card(network, model_name, hf_config, run_config, hparams,
                                        source, step, vocab_lines, do_lower_case, data_dir))
         except Exception as e:   # pylint: disable=broad-except
-            full = corpus.disk_full_error(write_failure(e), os.path.dirname(out),
+            full = fsutil.disk_full_error(fsutil.os_error_behind(e), os.path.dirname(out),
                                           what="the %s's Hugging Face model" % network)
             if full is None:
                 raise

@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-from wrapper import checkpoint_layout, corpus, hf_tokenizer, paths, tf_checkpoint
+from wrapper import checkpoint_layout, fsutil, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
 from wrapper.electra import tokenization
 
@@ -128,21 +128,17 @@ def compute(data_dir, model_name):
 
 
 def save(arrays, path):
-    """The npz (np.load reads it) via a temporary sibling and a rename: complete or absent.
+    """The npz (np.load reads it), written through fsutil.atomic_file: complete or absent.
     The archive is closed by its `with` even when a write fails, so that no half-closed
     ZipFile is left to complain at exit (np.savez leaves one on a full disk)."""
-    tmp = "%s.partial-%d" % (path, os.getpid())
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f, zipfile.ZipFile(f, "w") as archive:
+        with fsutil.atomic_file(path, "wb") as f, zipfile.ZipFile(f, "w") as archive:
             for name, array in arrays.items():
                 with archive.open(name + ".npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-        os.replace(tmp, path)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        full = corpus.disk_full_error(e, os.path.dirname(path), what="the TF logits")
+        full = fsutil.disk_full_error(e, os.path.dirname(path), what="the TF logits")
         raise full or UserError("cannot write %s: %s; give --output a writable path"
                                 % (path, e.strerror or e))
 
