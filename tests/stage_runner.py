@@ -1,9 +1,13 @@
-"""A stage runner for tests: `python tests/stage_runner.py STAGE DATA_DIR [OUTPUT] -- COMMAND...`
-runs COMMAND as the stage STAGE through stages.run_stage (and so supervise.run_commands), as
-wrapper/pipeline.py runs a Make stage, with a command of the test's own choosing.
+"""A stage runner for tests: runs COMMAND as stage STAGE through stages.run_stage (and so
+supervise.run_commands), as wrapper/pipeline.py runs a Make stage, with inputs, outputs and a
+command of the test's own choosing:
+
+    python tests/stage_runner.py STAGE DATA_DIR [--input PATH]... [--output PATH]...
+                                 [--keeps DIR [--may-change KEY]...] -- COMMAND...
 
 (No tests here: pytest collects nothing from it.)
 """
+import argparse
 import os
 import sys
 
@@ -15,9 +19,16 @@ from wrapper.cli import run_main  # noqa: E402
 
 def main():
     cut = sys.argv.index("--")
-    own, command = sys.argv[1:cut], sys.argv[cut + 1:]
-    stage, data_dir, outputs = own[0], own[1], own[2:]
-    return stages.run_stage(stage, data_dir, [], {}, outputs, None, [command])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("stage")
+    parser.add_argument("data_dir")
+    parser.add_argument("--input", action="append", default=[])
+    parser.add_argument("--output", action="append", default=[])
+    parser.add_argument("--keeps")
+    parser.add_argument("--may-change", action="append", default=[])
+    args = parser.parse_args(sys.argv[1:cut])
+    return stages.run_stage(args.stage, args.data_dir, args.input, {}, args.output, args.keeps,
+                            [sys.argv[cut + 1:]], tuple(args.may_change))
 
 
 if __name__ == "__main__":

@@ -177,10 +177,10 @@ def test_missing_packages_without_apt_stop_with_the_command(tmp_path, monkeypatc
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: debian_corpus.main(["--data-dir", str(tmp_path / "d")]),
-                 program="debian-es")
+                 program="debian_corpus")
     assert exit_info.value.code == 2
     out, err = capsys.readouterr()
-    assert err.startswith("debian-es: error: CORPUS=debian-es needs Debian's Spanish text "
+    assert err.startswith("debian_corpus: error: CORPUS=debian-es needs Debian's Spanish text "
                           "(manpages-es) and this machine has no apt-get; on Debian or Ubuntu "
                           "run 'sudo apt-get install manpages-es', or build from the installed "
                           "ones: CORPUS=debian-es=PACKAGE,PACKAGE")

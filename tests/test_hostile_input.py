@@ -353,7 +353,7 @@ def test_stage_runner_names_the_signal_that_killed_the_builder(tmp_path):
     data.mkdir()
     proc = subprocess.Popen(
         [PY, os.path.join(REPO, "tests", "stage_runner.py"), "pretrain-data", str(data),
-         str(data / "out"), "--",
+         "--output", str(data / "out"), "--",
          PY, BUILDER, "--corpus-dir", str(corpus), "--vocab-file", VOCAB_8K,
          "--output-dir", str(data / "out"), "--num-processes", "1", "--tokenizer", "plain"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, cwd=REPO)

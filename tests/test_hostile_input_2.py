@@ -171,7 +171,7 @@ def test_a_sentence_starting_with_a_dash_is_a_sentence(tmp_path):
     proc = run(MAKE + ["predict", "SENTENCE=-h", "DATA_DIR=%s" % tmp_path], check=False,
                timeout=120)
     assert "usage:" not in proc.stdout + proc.stderr and proc.returncode != 0
-    assert "discriminator" in assert_one_line_error(proc, program="wrapper.predict")
+    assert "discriminator" in assert_one_line_error(proc, program="predict")
 
 
 # ---- items 3 and 5: earlier stages up to date and whole before a later one runs ------------

@@ -103,7 +103,7 @@ def server(payload):
 # The corpus stage's download (wrapper.download.download) alone, in a process of its own.
 DOWNLOAD = ("import sys; from wrapper import cli, download; "
             "cli.run_main(lambda: download.download(sys.argv[1], sys.argv[2], timeout=10) "
-            "and 0, 'wrapper.download')")
+            "and 0, 'download')")
 
 
 def download_args(url, dest):
@@ -145,7 +145,7 @@ def test_dropped_connection_is_one_line_and_the_rerun_resumes(tmp_path, server, 
     assert first.returncode == 2
     line = [l for l in first.stderr.splitlines() if "error" in l]
     assert len(line) == 1 and "Traceback" not in first.stderr, first.stderr
-    assert re.search(r"wrapper.download: error: download of %s ended at %d of %d bytes; run the same "
+    assert re.search(r"download: error: download of %s ended at %d of %d bytes; run the same "
                      r"command again to resume" % (re.escape(server.url), MB + 12345 + 32 * 1024
                                                    - (MB + 12345) % (32 * 1024), len(payload)),
                      line[0]), line[0]
@@ -203,6 +203,6 @@ def test_offline_download_fails_fast_with_one_line(tmp_path):
     proc = run(download_args("http://127.0.0.1:9/es.txt.gz", dest), check=False, timeout=60)
     assert proc.returncode == 2
     line = one_error_line(proc.stderr)
-    assert line.startswith("wrapper.download: error: cannot download http://127.0.0.1:9/es.txt.gz")
+    assert line.startswith("download: error: cannot download http://127.0.0.1:9/es.txt.gz")
     assert "CORPUS=" in line
     assert not os.path.exists(dest) and not os.path.exists(dest + ".part")

@@ -106,4 +106,4 @@ def test_verify_of_an_hf_directory_lacking_its_vocab_is_one_line(tiny_run, tmp_p
     os.remove(os.path.join(hf_dir(root, "discriminator"), "vocab.txt"))
     proc = verify(PY if python == "legacy" else need_modern(), root, check=False)
     assert_one_line_error(proc, "%s lacks vocab.txt" % hf_dir(root, "discriminator"),
-                          "convert again (make convert)", program="wrapper.verify")
+                          "convert again (make convert)", program="verify")

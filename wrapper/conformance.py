@@ -17,7 +17,6 @@ seeded reference shards; its configs and variables must pass).
 Run it with the project's Python 3.7 environment (TensorFlow 1.15, transformers 2.8.0, torch):
 `make conformance` or `.venv/bin/python -m wrapper.conformance`.
 """
-import argparse
 import collections
 import gzip
 import hashlib
@@ -33,7 +32,7 @@ import time
 import types
 
 from wrapper import paths, tf_checkpoint
-from wrapper.cli import UserError, run_main
+from wrapper.cli import ArgumentParser, UserError, run_main
 
 REFERENCE_DIR = os.path.join(paths.REPO_ROOT, "tests", "conformance")
 
@@ -499,7 +498,7 @@ def shown_path(path):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m wrapper.conformance",
         description="Compare the pipeline with data produced by google-research/electra @ 8a46635f "
                     "(tests/conformance/). One line per check; exit 0 only when all pass.")
@@ -546,4 +545,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.conformance")
+    run_main(main)

@@ -15,7 +15,6 @@ unknown tensor, a shape that contradicts the config, a parameter with no tensor)
 conversion with a message naming it. A misspelt config key (the tutorial's
 `max_position_embedings`) is an error too, instead of a silently ignored value.
 """
-import argparse
 import collections
 import difflib
 import json
@@ -28,7 +27,7 @@ from wrapper import fsutil, tf_checkpoint
 from wrapper.checkpoint_layout import (DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, HEAD_SCOPES,
                                        HF_CONFIG_KEYS, NETWORKS, SHARED_SCOPE,
                                        generator_body_scope, has_network, split_by_network)
-from wrapper.cli import UserError, run_main
+from wrapper.cli import ArgumentParser, UserError, run_main
 
 MODEL_CLASS = {"discriminator": "ElectraForPreTraining", "generator": "ElectraForMaskedLM"}
 
@@ -261,7 +260,7 @@ def write_model(out_dir, model, arrays, config, network, safetensors=False):
 # ---- command line ----------------------------------------------------------------------
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m wrapper.convert",
         description="Convert an ELECTRA TF checkpoint into a Hugging Face (transformers 2.8.0) "
                     "ElectraForPreTraining (discriminator) or ElectraForMaskedLM (generator).")
@@ -301,4 +300,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.convert")
+    run_main(main)

@@ -34,7 +34,6 @@ boundaries so that the files have about the same size; a document longer than on
 share (OpenSubtitles) is cut between lines. DATA_DIR/corpus is written aside and renamed into
 place when complete; the statistics are printed and saved in DATA_DIR/corpus-stats.json.
 """
-import argparse
 import codecs
 import collections
 import gzip
@@ -46,7 +45,7 @@ import time
 import zlib
 
 from wrapper import debian_corpus, download, fsutil, paths
-from wrapper.cli import UserError, positive_int, run_main
+from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 from wrapper.fsutil import atomic_output_dir, atomic_write_text
 
 TEXT_SUFFIXES = (".txt", ".gz", ".fortunes")
@@ -469,7 +468,7 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--corpus", default="",
                         help="local .txt/.gz file or directory, or debian-es[=PKG,PKG] "
@@ -499,4 +498,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, "corpus")
+    run_main(main)

@@ -23,7 +23,6 @@ The result is cached in DATA_DIR/.cache/debian-es/ under the installed packages'
 (dpkg), the selection and EXTRACTION_VERSION: a rebuild of the corpus with another TRAIN_SIZE
 or NUM_PROCESSES reads it again instead of parsing thousands of pages.
 """
-import argparse
 import fnmatch
 import gzip
 import hashlib
@@ -34,7 +33,7 @@ import sys
 import time
 
 from wrapper import download, fsutil, html_text, paths, roff_text, spanish_text, text_packages
-from wrapper.cli import UserError, positive_int, run_main
+from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 
 NAME = "debian-es"
 HELDOUT_MODULO = 50
@@ -272,7 +271,7 @@ def prepare(data_dir, part, processes=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m wrapper.debian_corpus",
+    parser = ArgumentParser(prog="python -m wrapper.debian_corpus",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--packages", default="",
@@ -286,4 +285,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="debian-es")
+    run_main(main)

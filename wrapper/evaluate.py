@@ -37,9 +37,8 @@ import tempfile
 import time
 
 from wrapper import eval_tasks, fsutil, locking, paths
-from wrapper.cli import UserError, fail, model_parser, positive_int, run_main
+from wrapper.cli import UserError, fail, model_parser, positive_int, program_name, run_main
 
-PROGRAM = "wrapper.evaluate"
 # Fine-tuning settings per task kind; the command line overrides them. ELECTRA-small's own
 # fine-tuning uses 3e-4 for small models; the tiny demo model is tried at the same rate.
 DEFAULTS = {
@@ -779,7 +778,7 @@ def evaluate(task, settings, runs, seeds, threads, out_dir):
             result["models"].append(model_entry(task, label, directory, pretrained, records))
     except KeyboardInterrupt:
         kept = len(glob.glob(os.path.join(seeds_dir, "*-seed*.json")))
-        fail(PROGRAM, "interrupted; %s: run the same command again to go on from them" % (
+        fail(program_name(), "interrupted; %s: run the same command again to go on from them" % (
             "%d finished seed(s) are kept in %s" % (kept, seeds_dir) if kept
             else "no seed had finished"), 130)
     result["comparisons"] = comparisons(result)
@@ -812,4 +811,4 @@ def model_entry(task, label, directory, pretrained, records):
 
 
 if __name__ == "__main__":
-    run_main(main, program=PROGRAM)
+    run_main(main)

@@ -183,4 +183,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.hf_export")
+    run_main(main)

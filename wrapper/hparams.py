@@ -11,13 +11,12 @@ trainer's own configure_pretraining: types here, key by key, naming the preset o
 overrides; then resolution into a full PretrainingConfig, whose validate() checks ranges and
 sizes exactly as the trainer does, before anything is written.
 """
-import argparse
 import json
 import os
 import sys
 
 from wrapper import fsutil, paths
-from wrapper.cli import UserError, positive_int, run_main
+from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 from wrapper.electra import configure_pretraining
 from wrapper.vocab import read_tokens
 
@@ -152,7 +151,7 @@ def builder_flags(data_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--preset", default="tutorial")
     parser.add_argument("--overrides", default="", help="JSON object merged over the preset")
@@ -166,4 +165,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, "hparams")
+    run_main(main)

@@ -157,4 +157,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.tf_logits")
+    run_main(main)

@@ -231,4 +231,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.verify")
+    run_main(main)

@@ -12,14 +12,13 @@ Whatever the source: non-empty, one token per line, no blank or duplicate tokens
 specials [PAD] [UNK] [CLS] [SEP] [MASK] present; a trained vocab must also tokenize the
 corpus with BERT's tokenizer mostly without [UNK].
 """
-import argparse
 import itertools
 import os
 import sys
 import tempfile
 
 from wrapper import fsutil, paths
-from wrapper.cli import UserError, positive_int, run_main
+from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 from wrapper.electra import tokenization
 
 SPECIAL_TOKENS = tokenization.SPECIAL_TOKENS
@@ -216,7 +215,7 @@ def build(data_dir, vocab, vocab_size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--vocab", default="mbert", help="mbert | train | path/to/vocab.txt")
     parser.add_argument("--vocab-size", default="8000", help="tokens of a trained vocab")
@@ -233,4 +232,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, "vocab")
+    run_main(main)
