@@ -201,7 +201,8 @@ def _is_legacy():
 def verify(data_dir, model_name, tf_logits=None):
     path = tf_logits or paths.tf_logits_file(data_dir, model_name)
     ref = load_tf_logits(path, data_dir, model_name)
-    dirs = hf_dirs(data_dir, model_name, [n for n in checkpoint_layout.NETWORKS if "%s_logits" % n in ref])
+    dirs = hf_dirs(data_dir, model_name,
+                   [n for n in checkpoint_layout.NETWORKS if "%s_logits" % n in ref])
     report = Report()
     import transformers
     print("verify %s (transformers %s): %d sentences, %d tokens against the TF logits in %s"
