@@ -46,10 +46,10 @@ def make_data_dir(root, hparams_path=TINY_HPARAMS, ckpt_files=None):
 
 
 def exported_tiny(tmp_path_factory):
-    """The tiny data dir after `python -m wrapper.export` (made once per process)."""
+    """The tiny data dir after `python -m wrapper.hf_export` (made once per process)."""
     if "tiny" not in _made:
         root = make_data_dir(str(tmp_path_factory.mktemp("tiny-run")))
-        run([PY, "-m", "wrapper.export", "--data-dir", root, "--model-name", MODEL_NAME],
+        run([PY, "-m", "wrapper.hf_export", "--data-dir", root, "--model-name", MODEL_NAME],
             cwd=REPO)
         _made["tiny"] = root
     return _made["tiny"]

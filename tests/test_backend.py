@@ -74,12 +74,12 @@ def test_dry_run_shows_the_torch_trainer_and_its_hosts(tmp_path):
 
 def test_empty_host_settings_are_unset_for_the_trainer():
     """Make exports NNODES= when nobody gave it; the trainer must see no NNODES at all."""
-    from wrapper import stages
+    from wrapper import supervise
     command = pipeline.pretrain_command(dict(pipeline.read_settings({}), DATA_DIR="d",
                                              MODEL_NAME="m", BACKEND="torch", NNODES="2"))
     os.environ["NODE_RANK"] = ""
     try:
-        environ = stages.command_environment(command)
+        environ = supervise.command_environment(command)
     finally:
         del os.environ["NODE_RANK"]
     assert environ["NNODES"] == "2" and "NODE_RANK" not in environ and "MASTER_ADDR" not in environ

@@ -267,7 +267,7 @@ def test_bad_arguments_are_one_line(args, message):
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wrapper.conformance: error: " + message), lines
+    assert len(lines) == 1 and lines[0].startswith("conformance: error: " + message), lines
 
 
 def test_a_builder_without_seed_flag_is_told_apart(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from conftest import CONFORMANCE, PY, REPO, assert_one_line_error, run
 from convert_support import (MODEL_NAME, TINY_CONFIGS, TINY_PREFIX, expected, exported_tiny,
                              hf_dir, make_data_dir, need_modern)
-from wrapper import convert, export, tf_checkpoint
+from wrapper import checkpoint_layout, convert, hf_export, tf_checkpoint
 from wrapper.cli import UserError
 
 
@@ -107,7 +107,7 @@ def test_every_tensor_placed_exactly_once(network):
     assert list(plan) == list(parameters)               # every parameter set
     used = [tf_name for name, (tf_name, _) in plan.items() if name != convert.TIED_LM_HEAD]
     assert len(used) == len(set(used))                  # no tensor used twice
-    own, other, unknown = convert.split_by_network(list(shapes), network)
+    own, other, unknown = checkpoint_layout.split_by_network(list(shapes), network)
     assert sorted(used) == sorted(own) and not unknown  # every tensor of the network used
     assert other                                        # the other network's are left alone
     skipped = [n for n in shapes if tf_checkpoint.is_training_state(n)]
@@ -329,7 +329,7 @@ def test_export_without_generator_writes_only_the_discriminator(tmp_path,
     with open(os.path.join(stale, "config.json"), "w") as f:
         f.write("{}")
     messages = []
-    export.export(root, MODEL_NAME, log=messages.append)
+    hf_export.export(root, MODEL_NAME, log=messages.append)
     assert os.listdir(os.path.join(model_dir, "hf")) == ["discriminator"]
     assert any("no generator" in m for m in messages)
     assert any("removed" in m for m in messages)
@@ -341,7 +341,7 @@ def test_export_refuses_hparams_contradicting_the_checkpoint(tmp_path):
         json.dump({"model_size": "small", "vocab_size": 8000, "do_lower_case": False,
                    "model_hparam_overrides": {"hidden_size": 128, "num_hidden_layers": 2}}, f)
     root = make_data_dir(str(tmp_path / "data"), hparams_path=hparams)
-    proc = run([PY, "-m", "wrapper.export", "--data-dir", root, "--model-name", MODEL_NAME],
+    proc = run([PY, "-m", "wrapper.hf_export", "--data-dir", root, "--model-name", MODEL_NAME],
                check=False, cwd=REPO)
     assert_one_line_error(proc, "hidden_size is 128", "64 in the checkpoint")
     assert not os.path.exists(os.path.join(root, "models", MODEL_NAME, "hf"))
@@ -353,7 +353,7 @@ def test_export_refuses_output_directory_with_foreign_files(tmp_path):
     os.makedirs(target)
     with open(os.path.join(target, "my-notes.md"), "w") as f:
         f.write("keep me")
-    proc = run([PY, "-m", "wrapper.export", "--data-dir", root, "--model-name", MODEL_NAME],
+    proc = run([PY, "-m", "wrapper.hf_export", "--data-dir", root, "--model-name", MODEL_NAME],
                check=False, cwd=REPO)
     assert_one_line_error(proc, "my-notes.md", target)
     assert os.listdir(target) == ["my-notes.md"]
@@ -365,8 +365,8 @@ def test_model_card_reports_eval_metrics(tmp_path):
     os.makedirs(results)
     with open(os.path.join(results, "unsup_results.txt"), "w") as f:
         f.write("  disc_auc = 0.61\n  masked_lm_accuracy = 0.052\n  global_step = 40\n")
-    run_config, hparams, source = export.load_run_config(root, MODEL_NAME)
-    card = export.model_card("discriminator", MODEL_NAME, TINY_CONFIGS["discriminator"],
+    run_config, hparams, source = checkpoint_layout.load_run_config(root, MODEL_NAME)
+    card = hf_export.model_card("discriminator", MODEL_NAME, TINY_CONFIGS["discriminator"],
                              run_config, hparams, source, 40, 8000, False, root)
     assert "| disc_auc | 0.61 |" in card and "| masked_lm_accuracy | 0.052 |" in card
 
@@ -378,7 +378,7 @@ def test_real_small_sizes_derived_and_mapped():
     with open(os.path.join(CONFORMANCE, "pretraining", "variables-small-vocab8000.json")) as f:
         shapes = {name: entry["shape"] for name, entry in json.load(f).items()}
     run_config = cp.PretrainingConfig("m", "/data", model_size="small", vocab_size=8000)
-    configs = export.derive_hf_configs(run_config, shapes)
+    configs = checkpoint_layout.derive_hf_configs(run_config, shapes)
     sizes = {n: [c[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                                 "intermediate_size", "embedding_size", "vocab_size")]
              for n, c in configs.items()}
@@ -390,7 +390,7 @@ def test_real_small_sizes_derived_and_mapped():
         assert list(convert.map_checkpoint(shapes, network, parameters)) == list(parameters)
     # The run's hparams must agree with the shapes: base-sized hparams do not.
     with pytest.raises(UserError) as info:
-        export.derive_hf_configs(cp.PretrainingConfig("m", "/data", model_size="base",
+        checkpoint_layout.derive_hf_configs(cp.PretrainingConfig("m", "/data", model_size="base",
                                                       vocab_size=8000), shapes)
     assert "embedding_size is 768" in str(info.value) and "128 in the checkpoint" in str(info.value)
 

@@ -13,8 +13,9 @@ from wrapper import debian_corpus, pipeline, spanish_text, text_packages
 from wrapper.cli import run_main
 
 SUBSET = ",".join(text_packages.TEST_PACKAGES)
-MAINT_GUIDE_PAGE = "/usr/share/doc/maint-guide-es/html/first.es.html"
-MAN_PAGE = "/usr/share/man/es/man1/ls.1.gz"
+ROOTS = {e.package: e.root for e in text_packages.DEBIAN_ES}
+MAINT_GUIDE_PAGE = os.path.join(ROOTS["maint-guide-es"], "first.es.html")
+MAN_PAGE = os.path.join(ROOTS["manpages-es"], "man1", "ls.1.gz")
 
 
 def need_subset():
@@ -133,7 +134,7 @@ def test_duplicates_dropped_and_held_out_sentences_absent(make_built):
     assert len(heldout) > 100 and not set(heldout) & set(lines)
     held_pages = [path for e in debian_corpus.selection("debian-es=" + SUBSET)
                   for path in debian_corpus.files_of(e) if debian_corpus.is_heldout(path, e.kind)]
-    assert any(p.startswith("/usr/share/man/es/") for p in held_pages)
+    assert any(p.startswith(ROOTS["manpages-es"] + "/") for p in held_pages)
     page_lines = [l for p in held_pages
                   for d in debian_corpus.extract((p, "man" if p.endswith(".gz") else "html"))
                   for l in d]
@@ -176,10 +177,10 @@ def test_missing_packages_without_apt_stop_with_the_command(tmp_path, monkeypatc
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: debian_corpus.main(["--data-dir", str(tmp_path / "d")]),
-                 program="debian-es")
+                 program="debian_corpus")
     assert exit_info.value.code == 2
     out, err = capsys.readouterr()
-    assert err.startswith("debian-es: error: CORPUS=debian-es needs Debian's Spanish text "
+    assert err.startswith("debian_corpus: error: CORPUS=debian-es needs Debian's Spanish text "
                           "(manpages-es) and this machine has no apt-get; on Debian or Ubuntu "
                           "run 'sudo apt-get install manpages-es', or build from the installed "
                           "ones: CORPUS=debian-es=PACKAGE,PACKAGE")

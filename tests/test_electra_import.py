@@ -6,13 +6,13 @@ from conftest import PY, REPO, run
 
 
 def test_every_caller_gets_the_same_module():
-    from wrapper import electra, export, hparams
+    from wrapper import checkpoint_layout, electra, hparams
     from wrapper.electra import configure_pretraining
     assert electra.load("configure_pretraining") is configure_pretraining
-    assert hparams.configure_pretraining is export.configure_pretraining is configure_pretraining
+    assert hparams.configure_pretraining is checkpoint_layout.configure_pretraining is configure_pretraining
     # so an `except HparamError` written against one module catches what another raised
     try:
-        export.configure_pretraining.PretrainingConfig("m", "/d", mask_prob=1.5)
+        checkpoint_layout.configure_pretraining.PretrainingConfig("m", "/d", mask_prob=1.5)
     except hparams.configure_pretraining.HparamError as e:
         assert "mask_prob = 1.5" in str(e)
     else:

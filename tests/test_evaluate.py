@@ -431,7 +431,7 @@ def test_bad_numbers_are_one_line_before_any_training(tmp_path, tiny_run, flags,
     data = real_classification_data(str(tmp_path / "task"), per_class=8)
     proc = evaluate("--data-dir", tiny_run, "--model-name", MODEL_NAME, "--task", "t",
                     "--task-data", data, *flags, check=False)
-    assert_one_line_error(proc, "wrapper.evaluate: error:", *words)
+    assert_one_line_error(proc, "evaluate: error:", *words)
     assert "epoch 1/" not in proc.stderr
 
 
@@ -582,7 +582,7 @@ def test_ctrl_c_keeps_finished_seeds_and_stale_partials_are_settled(tmp_path, ti
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == (
-        "wrapper.evaluate: error: interrupted; 1 finished seed(s) are kept in %s: run the "
+        "evaluate: error: interrupted; 1 finished seed(s) are kept in %s: run the "
         "same command again to go on from them" % seeds_dir)
     # The killed run's pair was completed; every other leftover is gone.
     with open(os.path.join(out_dir, "ctrl-c.json")) as f:
@@ -664,7 +664,7 @@ def error_after_training(proc, *words):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     errors = [l for l in proc.stderr.splitlines() if "error" in l]
     assert len(errors) == 1 and proc.stderr.strip().splitlines()[-1] == errors[0], errors
-    assert errors[0].startswith("wrapper.evaluate: error: ")
+    assert errors[0].startswith("evaluate: error: ")
     for word in words:
         assert word in errors[0], errors[0]
 
@@ -704,8 +704,9 @@ def test_second_evaluation_of_the_same_model_says_who_holds_it(tmp_path, tiny_ru
     lock_file = locking.evaluation_lock_file(tiny_run, out_dir)
     # Another evaluation holding the lock (not an ancestor of the second one: a nested stage
     # would go on under its parent's lock).
-    holder = subprocess.Popen([PY, "-m", "wrapper.locking", "--lock", lock_file, "--program",
-                               "evaluate", "--", "sleep", "60"], cwd=REPO)
+    holder = subprocess.Popen([PY, os.path.join(REPO, "tests", "lock_holder.py"), "--lock",
+                               lock_file, "--label", "make evaluate", "--", "sleep", "60"],
+                              cwd=REPO)
     try:
         deadline = time.time() + 30
         while "pid=%d" % holder.pid not in (open(lock_file).read()

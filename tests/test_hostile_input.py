@@ -357,7 +357,7 @@ def test_stage_runner_names_the_signal_that_killed_the_builder(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     proc = subprocess.Popen(
-        [PY, "-m", "wrapper.stages", "pretrain-data", "--data-dir", str(data),
+        [PY, os.path.join(REPO, "tests", "stage_runner.py"), "pretrain-data", str(data),
          "--output", str(data / "out"), "--",
          PY, BUILDER, "--corpus-dir", str(corpus), "--vocab-file", VOCAB_8K,
          "--output-dir", str(data / "out"), "--num-processes", "1", "--tokenizer", "plain"],

@@ -91,7 +91,7 @@ def test_corpus_directory_with_special_files_neither_hangs_nor_reads_them(tmp_pa
 
 
 def test_fingerprint_never_opens_what_is_not_a_regular_file(tmp_path):
-    """Given by hand (wrapper.stages --input), a directory with a FIFO is fingerprinted
+    """Given as a stage's input, a directory with a FIFO is fingerprinted
     without blocking: the FIFO is named as what it is."""
     from wrapper import stages
     (tmp_path / "in").mkdir()
@@ -171,7 +171,7 @@ def test_a_sentence_starting_with_a_dash_is_a_sentence(tmp_path):
     proc = run(MAKE + ["predict", "SENTENCE=-h", "DATA_DIR=%s" % tmp_path], check=False,
                timeout=120)
     assert "usage:" not in proc.stdout + proc.stderr and proc.returncode != 0
-    assert "discriminator" in assert_one_line_error(proc, program="wrapper.predict")
+    assert "discriminator" in assert_one_line_error(proc, program="predict")
 
 
 # ---- items 3 and 5: earlier stages up to date and whole before a later one runs ------------
@@ -325,12 +325,12 @@ def test_a_held_lock_is_never_waited_for(tmp_path):
     how to stop it; it never waits."""
     import time
     data = tmp_path / "d"
-    holder = subprocess.Popen([PY, "-m", "wrapper.locking", "--data-dir", str(data), "--program",
-                               "corpus", "--", "sleep", "60"], cwd=REPO)
+    holder = subprocess.Popen([PY, os.path.join(REPO, "tests", "lock_holder.py"), "corpus",
+                               str(data), "--", "sleep", "60"], cwd=REPO)
     try:
         deadline = time.time() + 30
         while not (data / ".locks" / "data.lock").exists() or \
-                "sleep" not in (data / ".locks" / "data.lock").read_text():
+                "pid=%d" % holder.pid not in (data / ".locks" / "data.lock").read_text():
             assert time.time() < deadline, "the holder did not take the lock"
             time.sleep(0.1)
         started = time.time()

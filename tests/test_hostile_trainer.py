@@ -306,12 +306,12 @@ def data_dir_on(small):
 def test_convert_on_a_full_disk_is_one_line(tmp_path):
     with small_filesystem(tmp_path / "small", "2m") as small:
         root = data_dir_on(small)
-        proc = module("export", "--data-dir", root, "--model-name", MODEL_NAME, check=False)
+        proc = module("hf_export", "--data-dir", root, "--model-name", MODEL_NAME, check=False)
         hf = os.path.join(root, "models", MODEL_NAME, "hf")
         assert_one_line_error(proc, "no space left on the device writing the discriminator's "
                               "Hugging Face model in %s" % hf, "free some space there",
                               "%s/discriminator was left as it was" % hf,
-                              program="wrapper.export", status=2)
+                              program="hf_export", status=2)
         assert os.listdir(hf) == []          # no partial directory left
 
 
@@ -319,11 +319,11 @@ def test_convert_on_a_full_disk_is_one_line(tmp_path):
 def test_verify_logits_on_a_full_disk_are_one_line_and_not_in_the_model_dir(tmp_path):
     with small_filesystem(tmp_path / "small", "2m") as small:
         root = data_dir_on(small)
-        proc = module("tf_reference", "--data-dir", root, "--model-name", MODEL_NAME,
+        proc = module("tf_logits", "--data-dir", root, "--model-name", MODEL_NAME,
                       check=False)
         scratch = os.path.join(root, ".cache", "verify", MODEL_NAME)
         assert_one_line_error(proc, "no space left on the device writing the TF logits in %s"
-                              % scratch, program="wrapper.tf_reference", status=2)
+                              % scratch, program="tf_logits", status=2)
         assert "Exception ignored" not in proc.stderr
         assert os.listdir(scratch) == []     # no partial file left
         assert not os.path.exists(os.path.join(root, "models", MODEL_NAME, "verify"))

@@ -297,7 +297,7 @@ def test_ctrl_c_lets_the_stage_command_stop_on_its_own_terms(tmp_path):
     import time
     child = tmp_path / "child.py"
     child.write_text(CHILD_STOPPING_ON_ITS_OWN_TERMS)
-    proc = subprocess.Popen([sys.executable, "-m", "wrapper.stages", "t", "--data-dir",
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "stage_runner.py"), "t",
                              str(tmp_path), "--", sys.executable, str(child)], cwd=REPO,
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, universal_newlines=True)

@@ -89,7 +89,7 @@ def variable_shapes(run_config):
 
 @pytest.mark.slow
 def test_electra_small_1m_preset_gives_the_published_config(tmp_path):
-    from wrapper import convert, export
+    from wrapper import checkpoint_layout, convert
     from wrapper.electra import configure_pretraining as cp
     data = tmp_path / "data"
     data.mkdir()
@@ -102,7 +102,7 @@ def test_electra_small_1m_preset_gives_the_published_config(tmp_path):
     run_config = cp.PretrainingConfig("m", str(data), **hparams)
     shapes = variable_shapes(run_config)
     assert shapes["electra/embeddings/word_embeddings"] == [50265, 128]
-    configs = export.derive_hf_configs(run_config, shapes, pad_token_id=0)
+    configs = checkpoint_layout.derive_hf_configs(run_config, shapes, pad_token_id=0)
     written = convert.clean_config(configs["discriminator"], "discriminator")  # config.json
     assert {k: written.get(k) for k in PUBLISHED_CONFIG} == PUBLISHED_CONFIG
     generator = configs["generator"]

@@ -100,8 +100,14 @@ def server(payload):
     srv.stop()
 
 
+# The corpus stage's download (wrapper.download.download) alone, in a process of its own.
+DOWNLOAD = ("import sys; from wrapper import cli, download; "
+            "cli.run_main(lambda: download.download(sys.argv[1], sys.argv[2], timeout=10) "
+            "and 0, 'download')")
+
+
 def download_args(url, dest):
-    return [PY, "-m", "wrapper.download", url, dest, "--timeout", "10"]
+    return [PY, "-c", DOWNLOAD, url, dest]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

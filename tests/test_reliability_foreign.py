@@ -132,7 +132,7 @@ def test_make_convert_refuses_hf_dir_holding_a_foreign_file(tmp_path):
     note = plant(model_dir / "hf" / "generator")
     before = tree_digest(os.path.dirname(note))
     line = our_line(make("convert", data_dir, MODEL_NAME="m"))
-    assert line.endswith("export: error: Hugging Face directory %s holds files this stage "
+    assert line.endswith("hf_export: error: Hugging Face directory %s holds files this stage "
                          "did not write (notes.txt); move them away or choose another directory"
                          % (model_dir / "hf" / "generator")), line
     assert_untouched(note, before)

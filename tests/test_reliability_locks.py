@@ -10,7 +10,8 @@ import pytest
 from conftest import one_error_line, PY, REPO, run
 from reliability_support import Running
 
-LOCKING = [PY, "-m", "wrapper.locking"]
+# Holds a stage's locks as the stage runner does, then becomes the command.
+HOLDER = [PY, os.path.join(REPO, "tests", "lock_holder.py")]
 
 
 def wait_for_holder(lock_file, timeout=30):
@@ -27,10 +28,9 @@ def wait_for_holder(lock_file, timeout=30):
 
 
 def hold(data_dir, tmp_path, name, model=None, seconds=60):
-    """A process holding the model (or data) lock while it sleeps."""
-    args = LOCKING + ["--data-dir", str(data_dir)]
-    if model:
-        args += ["--model-name", model]
+    """A process holding the model (make pretrain's) or data (make corpus's) lock while it
+    sleeps."""
+    args = HOLDER + (["pretrain", str(data_dir), model] if model else ["corpus", str(data_dir)])
     holder = Running(args + ["--", "sleep", str(seconds)], str(tmp_path / "logs"), name)
     lock = os.path.join(str(data_dir), ".locks",
                         "model-%s.lock" % model if model else "data.lock")
@@ -43,30 +43,27 @@ def test_second_run_on_same_model_is_refused_and_a_killed_holder_does_not_block(
     holder, pid = hold(data_dir, tmp_path, "holder", model="m")
     assert pid == holder.proc.pid     # exec'd: the command itself holds the lock
     try:
-        second = run(LOCKING + ["--data-dir", str(data_dir), "--model-name", "m",
-                                "--program", "pretrain", "--", "true"], check=False)
+        second = run(HOLDER + ["pretrain", str(data_dir), "m", "--", "true"], check=False)
         assert second.returncode == 2
         line = one_error_line(second.stderr)
-        assert line.startswith("pretrain: error: model directory %s is in use by PID %d (sleep 60)"
+        assert line.startswith("pretrain: error: model directory %s is in use by PID %d (make pretrain)"
                                % (os.path.join(str(data_dir), "models", "m"), pid)), line
         assert "kill %d" % pid in line
         # Another model trains beside it; the data directory's outputs are only read by both.
-        other = run(LOCKING + ["--data-dir", str(data_dir), "--model-name", "other", "--",
-                               "echo", "other model runs"])
+        other = run(HOLDER + ["pretrain", str(data_dir), "other", "--",
+                              "echo", "other model runs"])
         assert other.stdout.strip() == "other model runs"
         # Rebuilding the data under a running training is refused, naming the training.
-        rebuild = run(LOCKING + ["--data-dir", str(data_dir), "--program", "pretrain-data",
-                                 "--", "true"], check=False)
+        rebuild = run(HOLDER + ["pretrain-data", str(data_dir), "--", "true"], check=False)
         assert rebuild.returncode == 2
-        assert re.match(r"pretrain-data: error: data directory .* is in use by PID %d \(sleep 60\)"
+        assert re.match(r"pretrain-data: error: data directory .* is in use by PID %d \(make pretrain\)"
                         % pid, one_error_line(rebuild.stderr)), rebuild.stderr
     finally:
         holder.kill()                 # SIGKILL: no chance to clean anything up
     assert holder.proc.returncode == -signal.SIGKILL
     lock_file = data_dir / ".locks" / "model-m.lock"
     assert "pid=%d" % pid in lock_file.read_text()   # the stale record is still there
-    third = run(LOCKING + ["--data-dir", str(data_dir), "--model-name", "m", "--",
-                           "echo", "after the kill"])
+    third = run(HOLDER + ["pretrain", str(data_dir), "m", "--", "echo", "after the kill"])
     assert third.stdout.strip() == "after the kill"
     assert "pid=%d" % pid not in lock_file.read_text()
 
@@ -75,29 +72,18 @@ def test_data_stage_lock_refuses_second_stage_and_allows_nested_stage(tmp_path):
     data_dir = tmp_path / "data"
     holder, pid = hold(data_dir, tmp_path, "corpus-holder")
     try:
-        second = run(LOCKING + ["--data-dir", str(data_dir), "--program", "vocab", "--", "true"],
-                     check=False)
+        second = run(HOLDER + ["vocab", str(data_dir), "--", "true"], check=False)
         assert second.returncode == 2
         assert "vocab: error: data directory %s (its stage outputs) is in use by PID %d" % (
             data_dir, pid) in one_error_line(second.stderr)
-        training = run(LOCKING + ["--data-dir", str(data_dir), "--model-name", "m",
-                                  "--program", "pretrain", "--", "true"], check=False)
+        training = run(HOLDER + ["pretrain", str(data_dir), "m", "--", "true"], check=False)
         assert training.returncode == 2, "a training must not read data being rebuilt"
     finally:
         holder.kill()
     # A stage run by a command that already holds the lock (make all around make corpus).
-    nested = run(LOCKING + ["--data-dir", str(data_dir), "--", "bash", "-c",
-                            " ".join(LOCKING) + " --data-dir %s -- echo nested ok" % data_dir])
+    nested = run(HOLDER + ["corpus", str(data_dir), "--", "bash", "-c",
+                           " ".join(HOLDER) + " corpus %s -- echo nested ok" % data_dir])
     assert nested.stdout.strip() == "nested ok"
-
-
-def test_lock_cli_bad_usage_is_one_line(tmp_path):
-    proc = run(LOCKING + ["--data-dir", str(tmp_path)], check=False)
-    assert proc.returncode == 2
-    assert one_error_line(proc.stderr).startswith("locking: error: usage:")
-    proc = run(LOCKING + ["--data-dir", str(tmp_path), "--", "no-such-command-xyz"], check=False)
-    assert proc.returncode == 2
-    assert "cannot run no-such-command-xyz" in one_error_line(proc.stderr)
 
 
 @pytest.mark.parametrize("target,model", [("pretrain", "m"), ("pretrain-data", None),
@@ -117,7 +103,8 @@ def test_make_target_refuses_while_another_run_holds_the_lock(tmp_path, target, 
         ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
         assert len(ours) == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert ours[0].startswith("%s: error: " % target), ours[0]
-        assert "is in use by PID %d (sleep 60)" % pid in ours[0]
+        assert "is in use by PID %d (make %s)" % (pid, "pretrain" if model else "corpus") \
+            in ours[0]
         assert time.time() - started < 60
         assert sorted(os.listdir(str(data_dir))) == [".locks", "hparams.json"], \
             "nothing written"
@@ -127,21 +114,21 @@ def test_make_target_refuses_while_another_run_holds_the_lock(tmp_path, target, 
 
 def test_generic_lock_file_shared_holders_coexist_and_exclusive_waits_for_them(tmp_path):
     lock = str(tmp_path / "some.lock")
-    readers = [Running(LOCKING + ["--lock", lock, "--shared", "--", "sleep", "60"],
+    readers = [Running(HOLDER + ["--lock", lock, "--shared", "--", "sleep", "60"],
                        str(tmp_path / "logs"), "reader%d" % i) for i in range(2)]
     try:
         deadline = time.time() + 30
         while time.time() < deadline:
-            writer = run(LOCKING + ["--lock", lock, "--what", "the thing", "--", "true"],
+            writer = run(HOLDER + ["--lock", lock, "--what", "the thing", "--", "true"],
                          check=False)
             if writer.returncode != 0 and all(r.proc.poll() is None for r in readers):
                 break
             time.sleep(0.05)
         assert writer.returncode == 2
-        assert one_error_line(writer.stderr).startswith("locking: error: the thing is in use by")
-        third = run(LOCKING + ["--lock", lock, "--shared", "--", "echo", "shared ok"])
+        assert one_error_line(writer.stderr).startswith("lock_holder: error: the thing is in use by")
+        third = run(HOLDER + ["--lock", lock, "--shared", "--", "echo", "shared ok"])
         assert third.stdout.strip() == "shared ok"
     finally:
         for reader in readers:
             reader.kill()
-    assert run(LOCKING + ["--lock", lock, "--", "echo", "free"]).stdout.strip() == "free"
+    assert run(HOLDER + ["--lock", lock, "--", "echo", "free"]).stdout.strip() == "free"

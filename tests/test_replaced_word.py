@@ -86,7 +86,7 @@ def test_replaced_word_bad_input(tmp_path, tiny_run, sentences):
     assert_one_line_error(replaced_word(PY, str(tmp_path), sentences, check=False),
                           "holds no converted model")
     assert_one_line_error(replaced_word(PY, model_dir, sentences, "--count", "x", check=False),
-                          "wrapper.replaced_word: error: argument --count: invalid int value: "
+                          "replaced_word: error: argument --count: invalid int value: "
                           "'x' (see --help)")
     assert_one_line_error(replaced_word(PY, model_dir, sentences, "--count", "0", check=False),
                           "--count must be at least 1 (got 0)")

@@ -57,21 +57,22 @@ def test_stage_record_only_after_success_and_model_dir_guard(tmp_path):
     hparams = tmp_path / "hparams.json"
     hparams.write_text('{"num_train_steps": 10, "learning_rate": 0.001}')
     model = os.path.join(data, "models", "m")
-    stage = ["stages", "train", "--data-dir", data, "--input", str(hparams), "--keeps", model,
-             "--may-change", "num_train_steps", "--output", os.path.join(model, "ckpt"), "--"]
-    proc = module(*(stage + ["bash", "-c", "mkdir -p %s && touch %s/half && exit 3"
-                             % (model, model)]), check=False)
+    stage = [PY, os.path.join(REPO, "tests", "stage_runner.py"), "train", data, "--input",
+             str(hparams), "--keeps", model, "--may-change", "num_train_steps", "--output",
+             os.path.join(model, "ckpt"), "--"]
+    proc = run(stage + ["bash", "-c", "mkdir -p %s && touch %s/half && exit 3"
+                        % (model, model)], check=False)
     assert proc.returncode == 3
     assert not os.path.exists(os.path.join(data, ".stages", "train.done"))
     # The rerun continues the same directory (a trainer resumes from its checkpoints).
-    module(*(stage + ["touch", os.path.join(model, "ckpt")]))
-    assert "up to date" in module(*(stage + ["false"])).stdout
+    run(stage + ["touch", os.path.join(model, "ckpt")])
+    assert "up to date" in run(stage + ["false"]).stdout
     # More steps: the model is continued, not refused.
     hparams.write_text('{"num_train_steps": 20, "learning_rate": 0.001}')
-    assert "redoing (changed: %s)" % hparams in module(*(stage + ["true"])).stdout
+    assert "redoing (changed: %s)" % hparams in run(stage + ["true"]).stdout
     # Other inputs for a directory holding a model: refused, nothing deleted.
     hparams.write_text('{"num_train_steps": 20, "learning_rate": 0.002}')
-    proc = module(*(stage + ["true"]), check=False)
+    proc = run(stage + ["true"], check=False)
     assert_one_line_error(proc, "started from other inputs", "MODEL_NAME")
     assert sorted(os.listdir(model)) == ["ckpt", "half"]
     # The record still describes the run that finished (learning_rate 0.001), not this one.
@@ -130,8 +131,8 @@ def test_a_killed_stage_runner_takes_its_stage_with_it(tmp_path):
     import signal
     import subprocess
     import time
-    runner = subprocess.Popen([PY, "-m", "wrapper.stages", "train", "--data-dir", str(tmp_path),
-                               "--", "sleep", "120"], cwd=REPO)
+    runner = subprocess.Popen([PY, os.path.join(REPO, "tests", "stage_runner.py"), "train",
+                               str(tmp_path), "--", "sleep", "120"], cwd=REPO)
     deadline = time.time() + 30
     children = []
     while not children and time.time() < deadline:

@@ -113,7 +113,7 @@ def test_help_names_every_torch_check():
 def test_conformance_torch_refuses_electra_dir():
     proc = run([PY, "-m", "wrapper.conformance", "--backend", "torch", "--electra-dir",
                 ELECTRA_DIR], check=False, cwd=REPO)
-    assert_one_line_error(proc, "--backend torch", program="wrapper.conformance")
+    assert_one_line_error(proc, "--backend torch", program="conformance")
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """make verify: our TF graph against the converted models, in both environments.
 
 Runs on the reference tiny checkpoint as a run of our layout (convert_support), exported by
-`python -m wrapper.export`; the TF side is third_party/electra's inference graph, run by
-`python -m wrapper.tf_reference`, and `python -m wrapper.verify` compares in each venv.
+`python -m wrapper.hf_export`; the TF side is third_party/electra's inference graph, run by
+`python -m wrapper.tf_logits`, and `python -m wrapper.verify` compares in each venv.
 """
 import json
 import os
@@ -17,14 +17,14 @@ import pytest
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """The exported tiny run with its TF logits computed by wrapper.tf_reference."""
+    """The exported tiny run with its TF logits computed by wrapper.tf_logits."""
     root = exported_tiny(tmp_path_factory)
     # TensorFlow's log level as make sets it (errors shown), to see what a user sees.
-    proc = run([PY, "-m", "wrapper.tf_reference", "--data-dir", root,
+    proc = run([PY, "-m", "wrapper.tf_logits", "--data-dir", root,
                 "--model-name", MODEL_NAME], cwd=REPO, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
     # Scratch under D/.cache: nothing of verify's is written into the model directory.
-    assert "tf_reference: %s" % os.path.join(root, ".cache", "verify", MODEL_NAME,
-                                             "tf-reference.npz") in proc.stdout
+    assert "tf_logits: %s" % os.path.join(root, ".cache", "verify", MODEL_NAME,
+                                             "tf-logits.npz") in proc.stdout
     # (exported_tiny is shared by the session: other tests may have added evaluation/.)
     assert set(os.listdir(os.path.join(root, "models", MODEL_NAME))) - {"evaluation"} == \
         {"checkpoint", "hf", "model.ckpt-40.data-00000-of-00001", "model.ckpt-40.index"}
@@ -88,7 +88,7 @@ def test_verify_catches_a_wrong_conversion(tiny_run, tmp_path):
 
 def test_verify_before_convert_says_so(tmp_path):
     root = make_data_dir(str(tmp_path / "data"))
-    run([PY, "-m", "wrapper.tf_reference", "--data-dir", root, "--model-name", MODEL_NAME],
+    run([PY, "-m", "wrapper.tf_logits", "--data-dir", root, "--model-name", MODEL_NAME],
         cwd=REPO)
     proc = verify(PY, root, check=False)
     assert_one_line_error(proc, "convert first", "hf/discriminator")
@@ -97,7 +97,7 @@ def test_verify_before_convert_says_so(tmp_path):
 def test_verify_without_tf_logits_says_which_command_computes_them(tmp_path):
     root = make_data_dir(str(tmp_path / "data"))
     proc = verify(PY, root, check=False)
-    assert_one_line_error(proc, "tf-reference.npz is missing", "python -m wrapper.tf_reference")
+    assert_one_line_error(proc, "tf-logits.npz is missing", "python -m wrapper.tf_logits")
 
 
 @pytest.mark.parametrize("python", ["legacy", "modern"])
@@ -107,4 +107,4 @@ def test_verify_of_an_hf_directory_lacking_its_vocab_is_one_line(tiny_run, tmp_p
     os.remove(os.path.join(hf_dir(root, "discriminator"), "vocab.txt"))
     proc = verify(PY if python == "legacy" else need_modern(), root, check=False)
     assert_one_line_error(proc, "%s lacks vocab.txt" % hf_dir(root, "discriminator"),
-                          "convert again (make convert)", program="wrapper.verify")
+                          "convert again (make convert)", program="verify")

@@ -1,7 +1,8 @@
 """Command-line conventions shared by every wrapper entry point.
 
 Bad input is reported as one line on stderr, `<program>: error: <what and how to fix>`,
-with exit status 2 and no traceback (DEVELOPERS.md).
+with exit status 2 and no traceback (DEVELOPERS.md). <program> is the module's own name
+(`corpus` for `python -m wrapper.corpus`), as the Make stage of the same name says it.
 """
 import argparse
 import os
@@ -12,12 +13,28 @@ class UserError(Exception):
     """A problem with the user's input or environment; the message says how to fix it."""
 
 
+def main_command():
+    """How this process was started: `python -m wrapper.corpus`, or the script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return "python -m " + spec.name if spec else os.path.basename(sys.argv[0])
+
+
+def program_name(prog=None):
+    """The name on an error line: the last part of the module's name in `prog` (default:
+    main_command()), `corpus` for `python -m wrapper.corpus`."""
+    return (prog or main_command()).split()[-1].rsplit(".", 1)[-1]
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser whose errors are one line (`PROGRAM: error: ... (see --help)`)
-    rather than its usage block and the error; PROGRAM is the last word of `prog`."""
+    rather than its usage block and the error; PROGRAM is program_name(prog). Without a
+    `prog`, it is the `python -m` command that runs the module."""
+
+    def __init__(self, prog=None, **kwargs):
+        super().__init__(prog=prog or main_command(), **kwargs)
 
     def error(self, message):
-        fail(self.prog.split()[-1], "%s (see --help)" % message)
+        fail(program_name(self.prog), "%s (see --help)" % message)
 
 
 def model_parser(prog, description):
@@ -55,8 +72,9 @@ def fail(program, message, status=2):
 
 
 def run_main(main, program=None):
-    """Calls main(); turns UserError (and Ctrl-C) into one line and a non-zero exit."""
-    program = program or os.path.basename(sys.argv[0])
+    """Calls main(); turns UserError (and Ctrl-C) into one line and a non-zero exit, named
+    `program` (default: program_name())."""
+    program = program or program_name()
     try:
         status = main()
     except UserError as e:

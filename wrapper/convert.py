@@ -1,4 +1,6 @@
-"""TF ELECTRA checkpoint -> Hugging Face ElectraForPreTraining / ElectraForMaskedLM.
+"""The tutorial's converter: one network of a TF ELECTRA checkpoint, with a hand-written
+config, -> Hugging Face ElectraForPreTraining / ElectraForMaskedLM; also the strict tensor
+mapping that `make convert` (wrapper.hf_export, configs derived from the run) uses.
 
 Command line (the flags of the community converter script the tutorial used):
 
@@ -13,7 +15,6 @@ unknown tensor, a shape that contradicts the config, a parameter with no tensor)
 conversion with a message naming it. A misspelt config key (the tutorial's
 `max_position_embedings`) is an error too, instead of a silently ignored value.
 """
-import argparse
 import collections
 import difflib
 import json
@@ -23,71 +24,19 @@ import re
 import numpy as np
 
 from wrapper import fsutil, tf_checkpoint
-from wrapper.cli import UserError, run_main
+from wrapper.checkpoint_layout import (DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, HEAD_SCOPES,
+                                       HF_CONFIG_KEYS, NETWORKS, SHARED_SCOPE,
+                                       generator_body_scope, has_network, split_by_network)
+from wrapper.cli import ArgumentParser, UserError, run_main
 
-NETWORKS = ("discriminator", "generator")
 MODEL_CLASS = {"discriminator": "ElectraForPreTraining", "generator": "ElectraForMaskedLM"}
-
-# The Hugging Face config keys that describe an ELECTRA network (ElectraConfig's own).
-HF_CONFIG_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                  "num_attention_heads", "intermediate_size", "hidden_act",
-                  "hidden_dropout_prob", "attention_probs_dropout_prob",
-                  "max_position_embeddings", "type_vocab_size", "initializer_range",
-                  "layer_norm_eps", "pad_token_id")
 
 WEIGHTS_NAME = "pytorch_model.bin"
 SAFETENSORS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
-# Which checkpoint scopes belong to which network. The embeddings are shared.
-SHARED_SCOPE = "electra/embeddings/"
-HEAD_SCOPES = {"discriminator": "discriminator_predictions/", "generator": "generator_predictions/"}
-GENERATOR_SCOPE = "generator/"
-DISCRIMINATOR_SCOPE = "electra/"
 TIED_LM_HEAD = "generator_lm_head.weight"          # the word-embedding table, tied
 WORD_EMBEDDINGS = "electra.embeddings.word_embeddings.weight"
-
-
-# ---- which tensors a network owns ------------------------------------------------------
-
-def generator_body_scope(names):
-    """The generator's transformer: its own `generator/` scope, or the discriminator's
-    `electra/` when it was trained with untied_generator false (shared weights)."""
-    if any(n.startswith(GENERATOR_SCOPE) for n in names):
-        return GENERATOR_SCOPE
-    if any(n.startswith(HEAD_SCOPES["generator"]) for n in names):
-        return DISCRIMINATOR_SCOPE
-    return None
-
-
-def has_network(names, network):
-    """A network is in a checkpoint when its prediction head is."""
-    return any(n.startswith(HEAD_SCOPES[network]) for n in names)
-
-
-def split_by_network(names, network):
-    """(tensors of `network`, tensors of the other network, unplaceable); training state
-    (optimizer slots, global_step) is in none of them."""
-    gen_body = generator_body_scope(names)
-    own, other, unknown = [], [], []
-    for name in sorted(names):
-        if tf_checkpoint.is_training_state(name):
-            continue
-        if name.startswith(SHARED_SCOPE):
-            own.append(name)
-            continue
-        owners = set()
-        if name.startswith(HEAD_SCOPES["discriminator"]) or name.startswith(DISCRIMINATOR_SCOPE):
-            owners.add("discriminator")
-        if name.startswith(HEAD_SCOPES["generator"]) or (gen_body and name.startswith(gen_body)):
-            owners.add("generator")
-        if not owners:
-            unknown.append(name)
-        elif network in owners:
-            own.append(name)
-        else:
-            other.append(name)
-    return own, other, unknown
 
 
 # ---- names -----------------------------------------------------------------------------
@@ -173,7 +122,7 @@ def load_config_file(path):
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
             raise UserError("config %s: unknown key %r%s; transformers would silently ignore "
-                            "it; fix or remove it (or let `python -m wrapper.export` derive the "
+                            "it; fix or remove it (or let `python -m wrapper.hf_export` derive the "
                             "config from the run)" % (path, key,
                                                       " (did you mean %r?)" % close[0]
                                                       if close else ""))
@@ -311,7 +260,7 @@ def write_model(out_dir, model, arrays, config, network, safetensors=False):
 # ---- command line ----------------------------------------------------------------------
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m wrapper.convert",
         description="Convert an ELECTRA TF checkpoint into a Hugging Face (transformers 2.8.0) "
                     "ElectraForPreTraining (discriminator) or ElectraForMaskedLM (generator).")
@@ -351,4 +300,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.convert")
+    run_main(main)

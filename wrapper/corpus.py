@@ -34,7 +34,6 @@ boundaries so that the files have about the same size; a document longer than on
 share (OpenSubtitles) is cut between lines. DATA_DIR/corpus is written aside and renamed into
 place when complete; the statistics are printed and saved in DATA_DIR/corpus-stats.json.
 """
-import argparse
 import codecs
 import collections
 import gzip
@@ -45,8 +44,8 @@ import sys
 import time
 import zlib
 
-from wrapper import debian_corpus, download, paths, stages
-from wrapper.cli import UserError, positive_int, run_main
+from wrapper import debian_corpus, download, fsutil, paths, stages
+from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 from wrapper.fsutil import atomic_output_dir, atomic_write_text, disk_full_reason, human_bytes
 from wrapper.settings import default, from_environment
 
@@ -313,15 +312,6 @@ def source_bytes(sources):
     return total
 
 
-def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
-    """UserError for a write that failed for lack of space (ENOSPC, EDQUOT); None otherwise."""
-    reason = disk_full_reason(error, directory, "writing " + what)
-    if reason is None:
-        return None
-    return UserError("%s%s; free some space there or choose another DATA_DIR" % (
-        reason, "; it needs up to %s" % human_bytes(needed_bytes) if needed_bytes else ""))
-
-
 def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr,
                  encoding=DEFAULT_ENCODING):
     """Normalizes `sources` into `out_dir`/part-*.txt; returns the statistics."""
@@ -329,7 +319,7 @@ def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr,
         return _write_corpus(sources, out_dir, train_size, num_files, log, encoding)
     except OSError as e:
         # The text is written twice at the peak (the whole, then its parts), never more.
-        full = disk_full_error(e, os.path.dirname(os.path.abspath(out_dir)),
+        full = fsutil.disk_full_error(e, os.path.dirname(os.path.abspath(out_dir)),
                                2 * source_bytes(sources))
         if full is None:
             raise
@@ -422,7 +412,7 @@ def format_stats(stats):
 
 def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES_URL,
           download_bytes=None, encoding=DEFAULT_ENCODING):
-    stages.check_replaceable(data_dir, paths.corpus_stats_file(data_dir),
+    fsutil.check_replaceable(data_dir, paths.corpus_stats_file(data_dir),
                              "move it away (the corpus stage writes its statistics there)")
     heldout, debian_stats = None, None
     if corpus:
@@ -461,10 +451,10 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
         if heldout is not None:
             with open(heldout, encoding="utf-8") as f:
                 atomic_write_text(paths.corpus_heldout_file(data_dir), f.read())
-        stages.write_owned_text(data_dir, paths.corpus_stats_file(data_dir),
+        fsutil.write_owned_text(data_dir, paths.corpus_stats_file(data_dir),
                                 json.dumps(stats, indent=2) + "\n")
     except OSError as e:
-        full = disk_full_error(e, os.path.abspath(data_dir), what="the corpus statistics")
+        full = fsutil.disk_full_error(e, os.path.abspath(data_dir), what="the corpus statistics")
         if full is None:
             raise
         raise full
@@ -478,7 +468,7 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--corpus", default=default("CORPUS"),
                         help="local .txt/.gz file or directory, or debian-es[=PKG,PKG] "
@@ -508,4 +498,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, "corpus")
+    run_main(main)

@@ -23,7 +23,6 @@ The result is cached in DATA_DIR/.cache/debian-es/ under the installed packages'
 (dpkg), the selection and EXTRACTION_VERSION: a rebuild of the corpus with another TRAIN_SIZE
 or NUM_PROCESSES reads it again instead of parsing thousands of pages.
 """
-import argparse
 import fnmatch
 import gzip
 import hashlib
@@ -34,8 +33,7 @@ import sys
 import time
 
 from wrapper import download, fsutil, html_text, paths, roff_text, spanish_text, text_packages
-from wrapper.cli import UserError, positive_int, run_main
-from wrapper.fsutil import atomic_write_text
+from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 
 NAME = "debian-es"
 HELDOUT_MODULO = 50
@@ -212,15 +210,15 @@ def build(data_dir, entries, processes=1, log=sys.stderr):
         if os.path.exists(partial):
             os.remove(partial)
         raise
-    atomic_write_text(os.path.join(directory, HELDOUT_FILE),
-                      "".join(line + "\n" for line in heldout))
+    fsutil.atomic_write_text(os.path.join(directory, HELDOUT_FILE),
+                             "".join(line + "\n" for line in heldout))
     os.replace(partial, os.path.join(directory, CORPUS_FILE))
     totals = {k: sum(p[k] for p in per_package.values()) for k in (
         "files", "documents", "lines", "bytes", "heldout_documents", "heldout_sentences")}
     stats = dict(key=key, packages=per_package, seconds=round(time.time() - started, 1),
                  **totals)
-    atomic_write_text(os.path.join(directory, STATS_FILE),
-                      json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    fsutil.atomic_write_text(os.path.join(directory, STATS_FILE),
+                             json.dumps(stats, indent=1, sort_keys=True) + "\n")
     log.write("debian-es: %(lines)d lines in %(documents)d documents, %(bytes)d bytes, "
               "%(heldout_sentences)d held-out sentences, in %(seconds).1f s\n" % stats)
     log.flush()
@@ -265,8 +263,7 @@ def prepare(data_dir, part, processes=1):
     try:
         stats = build(data_dir, entries, processes)
     except OSError as e:
-        from wrapper.corpus import disk_full_error   # (corpus.py imports this module)
-        full = disk_full_error(e, os.path.abspath(data_dir), what="the debian-es text")
+        full = fsutil.disk_full_error(e, os.path.abspath(data_dir), what="the debian-es text")
         if full is None:
             raise
         raise full
@@ -274,7 +271,7 @@ def prepare(data_dir, part, processes=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m wrapper.debian_corpus",
+    parser = ArgumentParser(prog="python -m wrapper.debian_corpus",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--packages", default="",
@@ -288,4 +285,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="debian-es")
+    run_main(main)

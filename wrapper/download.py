@@ -1,4 +1,4 @@
-"""Resumable HTTP download with progress: `python -m wrapper.download URL DEST`.
+"""Resumable HTTP download with progress (the corpus stage's OpenSubtitles file).
 
 The bytes go to `DEST.part`; an interrupted run (Ctrl-C, SIGKILL, a dropped connection)
 leaves that file behind, and the next run asks the server for the rest with an HTTP Range
@@ -6,7 +6,6 @@ request. `DEST` appears only once every byte is there (a rename), so a half-down
 file is never taken as complete. Offline, the connection fails within CONNECT_TIMEOUT_S
 and the error says how to use a local corpus instead.
 """
-import argparse
 import os
 import socket
 import sys
@@ -14,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
-from wrapper.cli import UserError, run_main
+from wrapper.cli import UserError
 from wrapper.fsutil import disk_full_reason, human_bytes
 
 OPENSUBTITLES_ES_URL = "https://object.pouta.csc.fi/OPUS-OpenSubtitles/v2016/mono/es.txt.gz"
@@ -163,20 +162,3 @@ def _disk_full(error, out, done, total):
                                           " of %s, %s more needed" % (
                                               human_bytes(total), human_bytes(total - done))
                                           if total else ""))
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("url")
-    parser.add_argument("dest")
-    parser.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT_S,
-                        help="seconds to wait for a connection or for data")
-    parser.add_argument("--max-bytes", type=int, default=None,
-                        help="fetch only the first N bytes")
-    args = parser.parse_args(argv)
-    download(args.url, args.dest, timeout=args.timeout, max_bytes=args.max_bytes)
-    print(args.dest)
-
-
-if __name__ == "__main__":
-    run_main(main, "download")

@@ -37,10 +37,9 @@ import tempfile
 import time
 
 from wrapper import corpus, eval_tasks, fsutil, locking, paths
-from wrapper.cli import UserError, fail, model_parser, positive_int, run_main
+from wrapper.cli import UserError, fail, model_parser, positive_int, program_name, run_main
 from wrapper.settings import default
 
-PROGRAM = "wrapper.evaluate"
 # Fine-tuning settings per task kind; the command line overrides them. ELECTRA-small's own
 # fine-tuning uses 3e-4 for small models; the tiny demo model is tried at the same rate.
 DEFAULTS = {
@@ -501,7 +500,7 @@ def results_dir(data_dir, model_name, model):
 
 def write_error(error, directory):
     """A failed write as one line (a full disk named as such)."""
-    return corpus.disk_full_error(error, directory, what="the evaluation results") or UserError(
+    return fsutil.disk_full_error(error, directory, what="the evaluation results") or UserError(
         "cannot write the evaluation results in %s (%s); make it writable, or choose another "
         "DATA_DIR" % (directory, error.strerror or error))
 
@@ -559,23 +558,17 @@ def write_pair(result, json_path, png_path):
     names, then renamed PNG first, JSON last. A reader who reads the JSON and then the PNG
     sees one run's pair (each carries the run id); a kill between the renames is finished by
     the next run (settle_earlier_runs)."""
-    png_tmp = "%s.partial-%d" % (png_path, os.getpid())
-    json_tmp = "%s.partial-%d" % (json_path, os.getpid())
     try:
-        plot(result, png_tmp)
-        with open(png_tmp, "rb") as f:
-            os.fsync(f.fileno())
-        with open(json_tmp, "w", encoding="utf-8") as f:
+        with fsutil.atomic_file(png_path, "wb", rename=False) as f:
+            plot(result, f)
+        with fsutil.atomic_file(json_path, rename=False) as f:
             f.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
     except OSError as e:
-        for path in (png_tmp, json_tmp):
-            if os.path.exists(path):
-                os.remove(path)
+        if os.path.exists(fsutil.partial_path(png_path)):
+            os.remove(fsutil.partial_path(png_path))
         raise write_error(e, os.path.dirname(json_path))
-    os.replace(png_tmp, png_path)
-    os.replace(json_tmp, json_path)
+    os.replace(fsutil.partial_path(png_path), png_path)
+    os.replace(fsutil.partial_path(json_path), json_path)
 
 
 # ---- finished seeds -------------------------------------------------------------------------
@@ -786,7 +779,7 @@ def evaluate(task, settings, runs, seeds, threads, out_dir):
             result["models"].append(model_entry(task, label, directory, pretrained, records))
     except KeyboardInterrupt:
         kept = len(glob.glob(os.path.join(seeds_dir, "*-seed*.json")))
-        fail(PROGRAM, "interrupted; %s: run the same command again to go on from them" % (
+        fail(program_name(), "interrupted; %s: run the same command again to go on from them" % (
             "%d finished seed(s) are kept in %s" % (kept, seeds_dir) if kept
             else "no seed had finished"), 130)
     result["comparisons"] = comparisons(result)
@@ -819,4 +812,4 @@ def model_entry(task, label, directory, pretrained, records):
 
 
 if __name__ == "__main__":
-    run_main(main, program=PROGRAM)
+    run_main(main)

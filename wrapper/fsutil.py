@@ -4,13 +4,19 @@ A stage writes its directory aside (`.NAME.partial-PID` next to it) and renames 
 place only when everything in it is written. A directory that already exists is replaced
 only when every file in it is one the stage itself produces (`owned`); otherwise the stage
 refuses, naming a foreign file.
+
+A single file of DATA_DIR (vocab.txt, hparams.json) the pipeline writes is noted in
+`.stages/written.json`, so that one a user put there is never overwritten.
 """
 import contextlib
 import errno
 import glob
+import hashlib
+import json
 import os
 import shutil
 
+from wrapper import paths
 from wrapper.cli import UserError
 
 
@@ -140,16 +146,110 @@ def disk_full_reason(error, directory, doing=""):
                              directory, free)
 
 
-def atomic_write_text(path, text):
-    """Writes `path` via a temporary sibling and a rename: readers see old or new, never half."""
-    tmp = "%s.partial-%d" % (path, os.getpid())
+def partial_path(path):
+    """Where a file is written before it is renamed onto `path`: `PATH.partial-PID`."""
+    return "%s.partial-%d" % (path, os.getpid())
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="w", rename=True):
+    """Yields a file open for writing at partial_path(path); when the block ends it is synced
+    to the disk and (rename=True) renamed onto `path`: readers see the old file or the new,
+    never half of one. On any error (a full disk, Ctrl-C) the partial is removed.
+    rename=False leaves the complete partial for the caller to rename with others."""
+    tmp = partial_path(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:   # a full disk, Ctrl-C: no half-written partial left behind
+    except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    os.replace(tmp, path)
+    if rename:
+        os.replace(tmp, path)
+
+
+def atomic_write_text(path, text):
+    """Writes `path` (UTF-8) through atomic_file."""
+    with atomic_file(path) as f:
+        f.write(text)
+
+
+def atomic_write_bytes(path, data):
+    """Writes `path` through atomic_file."""
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+
+
+def os_error_behind(error):
+    """The OSError behind a failed write: torch.save and safetensors report a full disk as
+    their own errors, carrying only the system's text ("... No space left on device")."""
+    if isinstance(error, OSError):
+        return error
+    for number in (errno.ENOSPC, errno.EDQUOT):
+        if os.strerror(number) in str(error):
+            return OSError(number, os.strerror(number))
+    return None
+
+
+def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
+    """UserError for a write of `what` that failed for lack of space (ENOSPC, EDQUOT), saying
+    what to do; None for any other error."""
+    reason = disk_full_reason(error, directory, "writing " + what)
+    if reason is None:
+        return None
+    return UserError("%s%s; free some space there or choose another DATA_DIR" % (
+        reason, "; it needs up to %s" % human_bytes(needed_bytes) if needed_bytes else ""))
+
+
+def read_json(path):
+    """The JSON in `path`, or None when it is absent or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+# ---- files of DATA_DIR the pipeline wrote (never overwrite one a user put there) ----------
+
+def _written_file(data_dir):
+    return os.path.join(paths.stages_dir(data_dir), "written.json")
+
+
+def text_digest(text):
+    return "sha256=" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_owned_text(data_dir, path, text):
+    """Writes `path` atomically, noting first that the pipeline wrote it.
+
+    The note comes before the rename and keeps the previous content's digest too, so a kill
+    between the two steps leaves a file that is still recognised as the pipeline's own.
+    """
+    table = read_json(_written_file(data_dir)) or {}
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
+    known = table.get(rel, [])
+    known = [known] if isinstance(known, str) else known
+    table[rel] = [text_digest(text)] + [d for d in known if d != text_digest(text)][:1]
+    os.makedirs(paths.stages_dir(data_dir), exist_ok=True)
+    atomic_write_text(_written_file(data_dir), json.dumps(table, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, text)
+
+
+def check_replaceable(data_dir, path, hint):
+    """Raises UserError if `path` exists and is not a file the pipeline wrote there."""
+    if not os.path.lexists(path):
+        return
+    kind = paths.kind_of(path)
+    if kind != "regular file":    # a FIFO would block the read below
+        raise UserError("%s is a %s, not a file this pipeline wrote; %s" % (path, kind, hint))
+    table = read_json(_written_file(data_dir)) or {}
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
+    with open(path, "rb") as f:
+        digest = "sha256=" + hashlib.sha256(f.read()).hexdigest()
+    if digest not in table.get(rel, []):
+        raise UserError("%s was not written by this pipeline (or was edited since); %s"
+                        % (path, hint))

@@ -11,13 +11,12 @@ trainer's own configure_pretraining: types here, key by key, naming the preset o
 overrides; then resolution into a full PretrainingConfig, whose validate() checks ranges and
 sizes exactly as the trainer does, before anything is written.
 """
-import argparse
 import json
 import os
 import sys
 
-from wrapper import paths, stages
-from wrapper.cli import UserError, positive_int, run_main
+from wrapper import fsutil, paths
+from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 from wrapper.electra import configure_pretraining
 from wrapper.settings import default, preset_path, preset_vocab_size
 from wrapper.vocab import read_tokens
@@ -110,9 +109,9 @@ def build(data_dir, preset, overrides_text, model_name, num_gpus=None):
     resolved = resolve(hparams, model_name, data_dir)
 
     target = paths.hparams_file(data_dir)
-    stages.check_replaceable(data_dir, target,
+    fsutil.check_replaceable(data_dir, target,
                              "to use it, run with PRESET=%s; else move it away" % target)
-    stages.write_owned_text(data_dir, target, json.dumps(hparams, indent=2) + "\n")
+    fsutil.write_owned_text(data_dir, target, json.dumps(hparams, indent=2) + "\n")
     print("hparams: %s: preset %s%s, vocab_size %d, %d steps of batch %d, max_seq_length %d"
           % (target, preset, " + overrides" if overrides else "", vocab_size,
              resolved.num_train_steps, resolved.train_batch_size, resolved.max_seq_length))
@@ -135,7 +134,7 @@ def builder_flags(data_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--preset", default=default("PRESET"))
     parser.add_argument("--overrides", default=default("HPARAMS_OVERRIDES"),
@@ -143,15 +142,10 @@ def main(argv=None):
     parser.add_argument("--model-name", default=default("MODEL_NAME"))
     parser.add_argument("--num-gpus", default=default("NUM_GPUS"),
                         help="GPUs of this host to train on (NUM_GPUS)")
-    parser.add_argument("--builder-flags", action="store_true",
-                        help="print the dataset builder's flags implied by DATA_DIR/hparams.json")
     args = parser.parse_args(argv)
-    if args.builder_flags:
-        print(builder_flags(args.data_dir))
-        return
     num_gpus = positive_int(args.num_gpus, "NUM_GPUS") if args.num_gpus.strip() else None
     build(args.data_dir, args.preset.strip(), args.overrides, args.model_name, num_gpus)
 
 
 if __name__ == "__main__":
-    run_main(main, "hparams")
+    run_main(main)

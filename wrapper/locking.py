@@ -1,31 +1,27 @@
 """Locks that keep two runs off the same outputs; a killed holder never blocks the next run.
 
-    python -m wrapper.locking --data-dir D [--model-name N] [--program P] -- COMMAND ...
-    python -m wrapper.locking --lock PATH [--shared] [--what TEXT] [--program P] -- COMMAND ...
-
 The lock is `fcntl.flock` on a lock file under DATA_DIR/.locks (outside every stage's
 output directory, so no stage ever sees it as a foreign file):
-- `--data-dir D` alone: the data directory's stage outputs (corpus, vocab, hparams,
+- a stage on the data directory: its stage outputs (corpus, vocab, hparams,
   pretrain_tfrecords) exclusively: corpus, vocab, hparams and pretrain-data take it;
-- `--data-dir D --model-name N`: the model directory D/models/N exclusively, plus the data
+- a stage on model N: the model directory D/models/N exclusively, plus the data
   directory's outputs shared (a training run reads the TFRecords and vocab: a rebuild of them
   must wait, another model may train beside it).
 The holder writes its PID, command line and start time into the lock file, so a refused
-run says who holds the lock. The command is exec'd with the lock's file descriptor open:
-the lock lives exactly as long as the command (and any child it hands the descriptor to).
+run says who holds the lock. The stage's commands inherit the lock's file descriptor: the
+lock lives exactly as long as they do (and any child they hand the descriptor to).
 The kernel drops a flock when its last holder dies, SIGKILL and OOM kills included, so a
 stale lock file never blocks: the next run takes it and rewrites the holder line. Lock files
 are never deleted (unlinking a lock file while another process waits on it would let two
 runs hold "the" lock at once).
 
-wrapper/pipeline.py (every Make stage target) takes the same locks in-process with held(), and
-hands their descriptors to the stage's commands. On a read-only DATA_DIR the lock file is
+wrapper/pipeline.py (every Make stage target) takes the locks in-process with held(), and
+hands their descriptors to the stage's commands; `make evaluate` takes its directory's. On a read-only DATA_DIR the lock file is
 opened read-only (a flock needs no write access), or skipped when it was never made there.
 
 A stage nested inside another one that holds the same lock (`make all` wrapped around
 `make pretrain`) sees the holder is one of its ancestors and goes on without locking again.
 """
-import argparse
 import contextlib
 import errno
 import fcntl
@@ -36,7 +32,7 @@ import time
 
 from wrapper import paths
 from wrapper.fsutil import pid_alive
-from wrapper.cli import UserError, run_main
+from wrapper.cli import UserError
 
 DATA_LOCK_NAME = "data.lock"
 
@@ -248,65 +244,3 @@ def stage_locks(data_dir, model_name=None):
                  "model directory %s" % paths.model_dir(data_dir, model_name), False),
                 (data_lock_file(data_dir), data_what + " (its TFRecords and vocab)", True)]
     return [(data_lock_file(data_dir), data_what + " (its stage outputs)", False)]
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if "--" not in argv:
-        raise UserError("usage: python -m wrapper.locking (--data-dir D [--model-name N] | "
-                        "--lock PATH [--shared]) -- COMMAND ...")
-    split = argv.index("--")
-    own, command = argv[:split], argv[split + 1:]
-    parser = argparse.ArgumentParser(prog="python -m wrapper.locking",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir")
-    parser.add_argument("--model-name")
-    parser.add_argument("--lock", help="lock file (instead of --data-dir)")
-    parser.add_argument("--shared", action="store_true", help="shared lock (with --lock)")
-    parser.add_argument("--what", help="what the lock protects, for the message")
-    parser.add_argument("--program", help="name on the error line (the Make target)")
-    args = parser.parse_args(own)
-    if not command:
-        raise UserError("no command after --")
-    if bool(args.lock) == bool(args.data_dir):
-        raise UserError("give either --data-dir D or --lock PATH")
-    if args.lock:
-        wanted = [(args.lock, args.what or "lock %s" % args.lock, args.shared)]
-    else:
-        wanted = stage_locks(args.data_dir, args.model_name)
-        if args.what:
-            wanted[0] = (wanted[0][0], args.what, wanted[0][2])
-    text = " ".join(shlex.quote(a) for a in command)
-    locks = []
-    try:
-        for path, what, shared in wanted:
-            locks.append(acquire(path, what, shared=shared, command=text,
-                                 label="make %s" % args.program if args.program else None))
-    except UserError:
-        for lock in locks:
-            lock.release()
-        raise
-    for lock in locks:
-        if lock.fd is not None:
-            os.set_inheritable(lock.fd, True)   # the command holds the lock from now on
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execvp(command[0], command)
-    except OSError as e:
-        raise UserError("cannot run %s: %s" % (command[0], e.strerror))
-
-
-def program_name(argv):
-    """`--program NAME` (before `--`) prefixes the error line: the Make target's name."""
-    own = argv[:argv.index("--")] if "--" in argv else argv
-    for i, arg in enumerate(own):
-        if arg == "--program" and i + 1 < len(own):
-            return own[i + 1]
-        if arg.startswith("--program="):
-            return arg.split("=", 1)[1]
-    return "locking"
-
-
-if __name__ == "__main__":
-    run_main(main, program_name(sys.argv[1:]))

@@ -146,9 +146,9 @@ def cache_dir(data_dir):           # scratch files of ours, never in a model dir
     return os.path.join(data_dir, ".cache")
 
 
-def tf_reference_file(data_dir, model_name):  # verify's TF logits (wrapper.tf_reference)
+def tf_logits_file(data_dir, model_name):  # verify's TF logits (wrapper.tf_logits)
     return os.path.join(cache_dir(data_dir), "verify", check_model_name(model_name),
-                        "tf-reference.npz")
+                        "tf-logits.npz")
 
 
 def evaluation_dir(data_dir, model_name):  # make evaluate's TASK.json and TASK.png

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
-from wrapper import debian_corpus, locking, paths, settings, stages
+from wrapper import debian_corpus, locking, paths, settings, stages, supervise
 from wrapper.text_packages import debian_text_paths
 from wrapper.cli import UserError, fail
 
@@ -50,7 +50,7 @@ BACKENDS = settings.BACKENDS
 # environment, under these same names.
 DISTRIBUTED_VARS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
 
-# env: {name: value} over the runner's environment, '' unsetting the name (stages.py).
+# env: {name: value} over the runner's environment, '' unsetting the name (supervise.py).
 Command = collections.namedtuple("Command", "argv cwd env")
 Command.__new__.__defaults__ = (None, None)
 
@@ -258,7 +258,7 @@ def convert_plan(v):
         inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"), paths.vocab_file(d),
                 paths.hparams_file(d)],
         outputs=[paths.hf_dir(d, m, "discriminator"), paths.hf_dir(d, m, "generator")],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.export", "--data-dir=" + d,
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hf_export", "--data-dir=" + d,
                            "--model-name=" + m])])
 
 
@@ -270,7 +270,7 @@ def verify_plan(v):
         record="verify-" + m,
         inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"),
                 os.path.dirname(paths.hf_dir(d, m, "discriminator"))],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.tf_reference"] + args),
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.tf_logits"] + args),
                   Command([paths.VENV_PYTHON, "-m", "wrapper.verify"] + args),
                   Command([paths.MODERN_PYTHON, "-m", "wrapper.verify"] + args)],
         writes=False)
@@ -281,10 +281,10 @@ def verify_look(v, p, scratch):
     directory, removed when the stage ends."""
     if not paths.read_only(paths.model_dir(v["DATA_DIR"], v["MODEL_NAME"])):
         return p
-    logits = os.path.join(scratch(), "tf-reference.npz")
+    logits = os.path.join(scratch(), "tf-logits.npz")
     produce, compare = p.commands[0], p.commands[1:]
     return p._replace(commands=[produce._replace(argv=produce.argv + ["--output=" + logits])] +
-                      [c._replace(argv=c.argv + ["--tf-reference=" + logits]) for c in compare])
+                      [c._replace(argv=c.argv + ["--tf-logits=" + logits]) for c in compare])
 
 
 def predict_plan(v):
@@ -424,7 +424,7 @@ def take_locks(name, v, stack):
             command="python -m wrapper.pipeline %s" % name))
         if lock.fd is not None:
             # The commands inherit the lock: it lasts as long as they do, even if this
-            # runner is killed first (stages.py stops them then, but a training may take a
+            # runner is killed first (supervise.py stops them then, but a training may take a
             # moment to stop).
             os.set_inheritable(lock.fd, True)
 
@@ -490,7 +490,7 @@ def run_one(name, v, dry_run=False):
         s = current_plan(row, v, scratch_maker(stack))
         stages.check_inputs(s.record or name, s.inputs)
         if s.record is None:
-            return stages.run_commands(s.commands)
+            return supervise.run_commands(s.commands)
         return stages.run_stage(s.record, v["DATA_DIR"], s.inputs + s.input_list, s.variables,
                                 s.outputs, s.keeps, s.commands, s.may_change, s.writes)
 
@@ -523,7 +523,7 @@ def text_packages(dry_run):
     if dry_run:
         print("  " + show(command))
         return 0
-    return stages.run_commands([command])
+    return supervise.run_commands([command])
 
 
 def user_value(name, v, environ):
@@ -667,7 +667,7 @@ def run_demo_gpu(v, environ, dry_run=False):
         if dry_run:
             print("  " + show(command))
         else:
-            status = stages.run_commands([command])
+            status = supervise.run_commands([command])
     elif status == 0:
         print("(no replaced-word check: CORPUS=%s keeps no held-out sentences; "
               "CORPUS=debian-es does)" % demo["CORPUS"])

@@ -10,10 +10,9 @@ is the one saved beside the model, so the text is tokenized as in pretraining (a
 for a cased model; the tutorial's `do_lower_case=False` call stripped them). A sentence
 longer than the model's positions (512 for ELECTRA-small) is cut there, with a note.
 """
-import argparse
 import os
 
-from wrapper.cli import UserError, run_main
+from wrapper.cli import ArgumentParser, UserError, run_main
 
 
 def load(model_dir):
@@ -21,7 +20,7 @@ def load(model_dir):
         raise UserError("%s holds no converted model (no config.json); run make convert, or "
                         "point --model-dir at DATA_DIR/models/NAME/hf/discriminator" % model_dir)
     if not os.path.isfile(os.path.join(model_dir, "vocab.txt")):
-        raise UserError("%s has no vocab.txt; convert with `python -m wrapper.export`, which "
+        raise UserError("%s has no vocab.txt; convert with `python -m wrapper.hf_export`, which "
                         "writes the tokenizer files" % model_dir)
     # transformers 2.8.0 imports TensorFlow when it is installed; the demo needs only torch.
     os.environ.setdefault("USE_TF", "0")
@@ -93,7 +92,7 @@ def top_word(tokens, position):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m wrapper.predict",
         description="Show the discriminator's replaced-token predictions for a sentence.")
     parser.add_argument("--model-dir", required=True,
@@ -120,4 +119,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.predict")
+    run_main(main)

@@ -19,7 +19,6 @@ import random
 from wrapper import fsutil, predict
 from wrapper.cli import ArgumentParser, UserError, run_main
 
-PROGRAM = "wrapper.replaced_word"
 MIN_WORDS, MAX_WORDS = 6, 40
 
 
@@ -86,7 +85,7 @@ def check(tokenizer, model, words, position, replacement):
 
 def parse_args(argv=None):
     parser = ArgumentParser(
-        prog="python -m " + PROGRAM,
+        prog="python -m wrapper.replaced_word",
         description="Replace one word per sentence; does the discriminator find it?")
     parser.add_argument("--model-dir", required=True,
                         help="a converted discriminator, DATA_DIR/models/NAME/hf/discriminator")
@@ -128,4 +127,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program=PROGRAM)
+    run_main(main)

@@ -1,46 +1,36 @@
 """Stage records: an interrupted `make all` resumes at the stage that did not finish.
 
-    python -m wrapper.stages STAGE --data-dir D [--input PATH]... [--var NAME=VALUE]...
-                             [--output PATH]... [--keeps PATH] -- COMMAND...
-
 A stage is up to date when DATA_DIR/.stages/STAGE.done holds the fingerprint of its inputs
 as they are now and its outputs are as it wrote them (every output file's size and time, and
 a TFRecord file's framing: a truncated shard is seen); then the command is skipped.
 Otherwise the command runs, and the record is rewritten only when the command succeeded, so
 a killed or failed stage is simply run again. The fingerprint covers:
-- every --input path (a file, or every file under a directory): its SHA-256 when smaller than
+- every input path (a file, or every file under a directory): its SHA-256 when smaller than
   HASH_LIMIT_BYTES, else its size and modification time (a 5 GB download is not re-read);
-- every --var (the Make variables and settings the stage's result depends on).
+- every variable (the Make variables and settings the stage's result depends on).
 Inputs of one stage are the outputs of the one before (corpus/, vocab.txt, hparams.json ...)
 hashed by content, so changing the corpus, the vocab or the hparams redoes exactly the stages
 that depend on them, and regenerating an identical file redoes nothing.
 
---keeps PATH names a directory the command continues rather than replaces (the model
+`keeps` names a directory the command continues rather than replaces (the model
 directory: pretraining resumes from its checkpoints). The fingerprint it was started with is
-kept in STAGE.started; if PATH already holds files and the inputs changed since, the stage
-refuses instead of mixing two trainings in one directory. --may-change KEY exempts a key of
+kept in STAGE.started; if it already holds files and the inputs changed since, the stage
+refuses instead of mixing two trainings in one directory. `may_change` exempts keys of
 the JSON inputs from that comparison (num_train_steps: training longer continues the model,
 as the reference does when rerun with more steps).
 
 Every Make stage target reaches run_stage through wrapper/pipeline.py (the stage table);
-the command line above is for stages run by hand.
-
-The module also remembers which files of DATA_DIR the pipeline wrote itself (`written.json`),
-so that a vocab.txt or hparams.json a user put there is never overwritten.
+the commands run under wrapper/supervise.py.
 """
-import argparse
 import hashlib
 import json
 import os
 import stat
 import struct
-import subprocess
-import sys
 import time
 
-from wrapper import paths
-from wrapper.cli import UserError, run_main
-from wrapper.fsutil import atomic_write_text
+from wrapper import fsutil, paths, supervise
+from wrapper.cli import UserError
 
 HASH_LIMIT_BYTES = 64 << 20
 
@@ -128,11 +118,7 @@ def record_path(data_dir, stage, kind="done"):
 
 
 def read_record(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return fsutil.read_json(path)
 
 
 def write_record(path, digest, details, outputs=None):
@@ -141,7 +127,7 @@ def write_record(path, digest, details, outputs=None):
     record = dict(details, fingerprint=digest, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     if outputs is not None:
         record["outputs"] = outputs
-    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    fsutil.atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 # ---- the outputs as written: a cheap check that they are still whole ----------------------
@@ -256,137 +242,7 @@ def has_files(directory):
     return os.path.isdir(directory) and any(files for _, _, files in os.walk(directory))
 
 
-# ---- files of DATA_DIR the pipeline wrote (never overwrite one a user put there) ----------
-
-def _written_file(data_dir):
-    return os.path.join(paths.stages_dir(data_dir), "written.json")
-
-
-def text_digest(text):
-    return "sha256=" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def write_owned_text(data_dir, path, text):
-    """Writes `path` atomically, noting first that the pipeline wrote it.
-
-    The note comes before the rename and keeps the previous content's digest too, so a kill
-    between the two steps leaves a file that is still recognised as the pipeline's own.
-    """
-    table = read_record(_written_file(data_dir)) or {}
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
-    known = table.get(rel, [])
-    known = [known] if isinstance(known, str) else known
-    table[rel] = [text_digest(text)] + [d for d in known if d != text_digest(text)][:1]
-    os.makedirs(paths.stages_dir(data_dir), exist_ok=True)
-    atomic_write_text(_written_file(data_dir), json.dumps(table, indent=1, sort_keys=True) + "\n")
-    atomic_write_text(path, text)
-
-
-def check_replaceable(data_dir, path, hint):
-    """Raises UserError if `path` exists and is not a file the pipeline wrote there."""
-    if not os.path.lexists(path):
-        return
-    kind = paths.kind_of(path)
-    if kind != "regular file":    # a FIFO would block the read below
-        raise UserError("%s is a %s, not a file this pipeline wrote; %s" % (path, kind, hint))
-    table = read_record(_written_file(data_dir)) or {}
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_dir))
-    with open(path, "rb") as f:
-        digest = "sha256=" + hashlib.sha256(f.read()).hexdigest()
-    if digest not in table.get(rel, []):
-        raise UserError("%s was not written by this pipeline (or was edited since); %s"
-                        % (path, hint))
-
-
 # ---- the runner ---------------------------------------------------------------------------
-
-def _die_with_parent():
-    """In the child: SIGTERM when the runner dies, SIGKILL included (Linux prctl).
-
-    Otherwise a killed runner would leave its stage (a training run) going on unseen, racing
-    with the rerun for the same outputs.
-    """
-    try:
-        import ctypes
-        import signal
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() == 1:          # the runner died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-def run_commands(commands):
-    """Runs each command (an argument list, or one with .argv and .cwd) in turn; returns the
-    first non-zero exit status, or 0."""
-    for command in commands:
-        argv, cwd = (command.argv, command.cwd) if hasattr(command, "argv") else (command, None)
-        try:
-            # close_fds=False: the command inherits the locks the runner holds (the only
-            # descriptors marked inheritable), so a lock lasts as long as the command itself,
-            # even if this process is killed first.
-            proc = subprocess.Popen(argv, cwd=cwd, env=command_environment(command),
-                                    close_fds=False, preexec_fn=_die_with_parent)
-        except OSError as e:
-            raise UserError("cannot run %s: %s" % (argv[0], e.strerror or e))
-        status = wait_through_ctrl_c(proc)
-        if status < 0:      # killed by a signal: make alone would show "Error 247"
-            raise UserError(killed_by_signal(argv, -status))
-        if status != 0:
-            return status
-    return 0
-
-
-def command_environment(command):
-    """The environment of `command`: this one, with the command's own `env` ({name: value})
-    over it, where an empty value unsets the name (Make exports a variable nobody gave as
-    empty, and NNODES= would read as a value); None when it has none."""
-    extra = getattr(command, "env", None)
-    if not extra:
-        return None
-    environ = dict(os.environ)
-    for name, value in extra.items():
-        if value:
-            environ[name] = value
-        else:
-            environ.pop(name, None)
-    return environ
-
-
-def wait_through_ctrl_c(proc):
-    """The command's exit status. Ctrl-C reaches the whole process group: the command stops
-    on its own terms (the trainer says where it stopped and how to resume) instead of being
-    killed by this runner; a second Ctrl-C stops it at once."""
-    interrupted = False
-    while True:
-        try:
-            status = proc.wait()
-            break
-        except KeyboardInterrupt:
-            if interrupted:
-                proc.terminate()
-            interrupted = True
-    return (status if status > 0 else 130) if interrupted else status
-
-
-def killed_by_signal(argv, number):
-    """One line for a command that a signal ended: which command, which signal, what now."""
-    import signal
-    try:
-        name = signal.Signals(number).name
-    except ValueError:
-        name = "signal %d" % number
-    scripts = [a for a in argv[1:] if a.endswith(".py")]
-    what = os.path.basename(scripts[0]) if scripts else \
-        argv[argv.index("-m") + 1] if "-m" in argv[:-1] else os.path.basename(argv[0])
-    hint = ""
-    if number == signal.SIGKILL:
-        hint = " (out of memory? the kernel's OOM killer sends SIGKILL: see `dmesg`)"
-    return ("%s was killed by %s (signal %d)%s; its output was left as it was before; run the "
-            "same make command again to redo the stage" % (what, name, number, hint))
-
 
 def check_inputs(stage, inputs):
     """UserError naming the first of `inputs` that is missing."""
@@ -423,7 +279,7 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_
     if read_only:
         print("%s: DATA_DIR %s is read-only: running without a record" % (stage, data_dir))
         started_at = time.time()
-        status = run_commands(commands)
+        status = supervise.run_commands(commands)
         if status == 0:
             print("%s: done in %.1f s (not recorded)" % (stage, time.time() - started_at))
         return status
@@ -456,7 +312,7 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_
     if not commands:
         raise UserError("no command given for stage %s" % stage)
     started_at = time.time()
-    status = run_commands(commands)
+    status = supervise.run_commands(commands)
     if status == 0:
         written = outputs_state(outputs, data_dir)
         damage = damaged_outputs(written, outputs, data_dir)
@@ -466,43 +322,3 @@ def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_
         write_record(done_path, digest, details, written)
         print("%s: done in %.1f s" % (stage, time.time() - started_at))
     return status
-
-
-def parse_vars(items):
-    variables = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise UserError("--var wants NAME=VALUE, got %r" % item)
-        variables[name] = value
-    return variables
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    command = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, command = argv[:cut], argv[cut + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("stage")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--input", action="append", default=[])
-    parser.add_argument("--input-list", default="",
-                        help="more inputs, joined with ':' (as CORPUS)")
-    parser.add_argument("--var", action="append", default=[])
-    parser.add_argument("--output", action="append", default=[])
-    parser.add_argument("--keeps")
-    parser.add_argument("--may-change", action="append", default=[],
-                        help="a key of the JSON inputs that may change for a --keeps "
-                             "directory (num_train_steps: a longer run continues the model)")
-    args = parser.parse_args(argv)
-    check_inputs(args.stage, args.input)   # --input-list paths are the command's to check
-    inputs = args.input + [p for p in args.input_list.split(os.pathsep) if p]
-    return run_stage(args.stage, args.data_dir, inputs, parse_vars(args.var),
-                     args.output, args.keeps, [command] if command else [],
-                     tuple(args.may_change))
-
-
-if __name__ == "__main__":
-    run_main(main, "stages")

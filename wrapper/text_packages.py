@@ -13,13 +13,12 @@ way out, instead of letting the demo go on to a download that fails offline. Whe
 two is present the demo can run on it alone, and this only says so. CORPUS=debian-es needs
 all of its packages: ensure_installed() installs them or stops the same way.
 """
-import argparse
 import collections
 import os
 import shutil
 import subprocess
 
-from wrapper.cli import UserError, run_main
+from wrapper.cli import ArgumentParser, UserError, run_main
 
 FORTUNES_DIR = "/usr/share/games/fortunes/es"
 DEBIAN_REFERENCE_DIR = "/usr/share/debian-reference"
@@ -154,7 +153,7 @@ def install(packages, way_out=CORPUS_WAY_OUT):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m wrapper.text_packages",
         description="Make sure make demo has Debian's Spanish text (fortunes-es, "
                     "debian-reference-es): install it as root with apt-get, else say how.")
@@ -170,4 +169,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="text_packages")
+    run_main(main)

@@ -1,10 +1,10 @@
 """Proves a conversion: the converted PyTorch models agree with our TF graph on real Spanish.
 
-    python -m wrapper.tf_reference --data-dir D --model-name N   # .venv: the TF logits
-    python -m wrapper.verify --data-dir D --model-name N         # .venv, then .venv-modern
+    python -m wrapper.tf_logits --data-dir D --model-name N   # .venv: the TF logits
+    python -m wrapper.verify --data-dir D --model-name N      # .venv, then .venv-modern
 
-A plain comparer, run once in each environment against the npz that wrapper.tf_reference
-wrote from the latest checkpoint (D/.cache/verify/N/tf-reference.npz):
+A plain comparer, run once in each environment against the npz that wrapper.tf_logits
+wrote from the latest checkpoint (D/.cache/verify/N/tf-logits.npz):
 - config.json of each network against the sizes the TF graph was actually built with
   (variable shapes and attention heads) and the rest of the run's hparams;
 - the tokenizers' ids against the builder's FullTokenizer on the same sentences;
@@ -22,17 +22,15 @@ import tempfile
 
 import numpy as np
 
-from wrapper import convert, hf_tokenizer, paths, tf_checkpoint
+from wrapper import checkpoint_layout, convert, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
+from wrapper.logit_agreement import TOLERANCE, logit_agreement
 
-TOLERANCE = 1e-4
-
-
-def load_reference(path, data_dir, model_name):
-    """The TF side written by wrapper.tf_reference, checked to be of the latest checkpoint."""
+def load_tf_logits(path, data_dir, model_name):
+    """The TF side written by wrapper.tf_logits, checked to be of the latest checkpoint."""
     if not os.path.isfile(path):
         raise UserError("%s is missing; compute the TF logits first: .venv/bin/python -m "
-                        "wrapper.tf_reference --data-dir %s --model-name %s"
+                        "wrapper.tf_logits --data-dir %s --model-name %s"
                         % (path, data_dir, model_name))
     with np.load(path, allow_pickle=False) as data:
         ref = {k: data[k] for k in data.files}
@@ -43,7 +41,7 @@ def load_reference(path, data_dir, model_name):
     latest = tf_checkpoint.resolve_checkpoint(paths.model_dir(data_dir, model_name))
     if os.path.basename(latest) != os.path.basename(ref["prefix"]):
         raise UserError("%s holds the logits of %s, not of the latest checkpoint %s; run "
-                        "python -m wrapper.tf_reference again"
+                        "python -m wrapper.tf_logits again"
                         % (path, os.path.basename(ref["prefix"]), os.path.basename(latest)))
     return ref
 
@@ -84,16 +82,17 @@ def torch_logits(model, ref):
 
 def compare(report, label, network, logits, ref, argmax_only=False):
     real = ref["input_mask"] == 1
-    want = ref["%s_logits" % network]
-    diff = float(np.abs(logits[real] - want[real]).max())
+    found = logit_agreement(logits[real], ref["%s_logits" % network][real])
     if argmax_only:
-        same = logits[real].argmax(-1) == want[real].argmax(-1)
-        report.check(bool(same.all()), "%s %s: argmax equal at %d/%d tokens (max |logit "
-                     "difference| %.1e; LayerNorm eps 1e-5 in transformers 2.8.0's head)"
-                     % (label, network, int(same.sum()), same.size, diff))
+        report.check(found.argmax_equal == found.positions,
+                     "%s %s: argmax equal at %d/%d tokens (max |logit difference| %.1e; "
+                     "LayerNorm eps 1e-5 in transformers 2.8.0's head)"
+                     % (label, network, found.argmax_equal, found.positions,
+                        found.max_difference))
     else:
-        report.check(diff < TOLERANCE, "%s %s: max |logit difference| %.1e (< %.0e)"
-                     % (label, network, diff, TOLERANCE))
+        report.check(found.max_difference < TOLERANCE,
+                     "%s %s: max |logit difference| %.1e (< %.0e)"
+                     % (label, network, found.max_difference, TOLERANCE))
 
 
 def hf_dirs(data_dir, model_name, networks):
@@ -121,7 +120,7 @@ def check_configs(report, ref, dirs):
         with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
             written = json.load(f)
         want = dict(ref["hf_configs"][network], **ref["built_sizes"][network])
-        wrong = [k for k in convert.HF_CONFIG_KEYS if written.get(k) != want[k]]
+        wrong = [k for k in checkpoint_layout.HF_CONFIG_KEYS if written.get(k) != want[k]]
         report.check(not wrong, "%s config.json agrees with the TF graph as built and the "
                      "run's hparams%s" % (network, "" if not wrong else
                                           ": %s is %s, the graph says %s" % (
@@ -199,10 +198,11 @@ def _is_legacy():
     return transformers.__version__.split(".")[0] in ("2", "3")
 
 
-def verify(data_dir, model_name, tf_reference=None):
-    path = tf_reference or paths.tf_reference_file(data_dir, model_name)
-    ref = load_reference(path, data_dir, model_name)
-    dirs = hf_dirs(data_dir, model_name, [n for n in convert.NETWORKS if "%s_logits" % n in ref])
+def verify(data_dir, model_name, tf_logits=None):
+    path = tf_logits or paths.tf_logits_file(data_dir, model_name)
+    ref = load_tf_logits(path, data_dir, model_name)
+    dirs = hf_dirs(data_dir, model_name,
+                   [n for n in checkpoint_layout.NETWORKS if "%s_logits" % n in ref])
     report = Report()
     import transformers
     print("verify %s (transformers %s): %d sentences, %d tokens against the TF logits in %s"
@@ -224,12 +224,12 @@ def main(argv=None):
     parser = model_parser(
         "python -m wrapper.verify",
         "Compare the converted Hugging Face models with our TF graph's logits (written by "
-        "python -m wrapper.tf_reference) in this environment.")
-    parser.add_argument("--tf-reference",
-                        help="default: DATA_DIR/.cache/verify/NAME/tf-reference.npz")
+        "python -m wrapper.tf_logits) in this environment.")
+    parser.add_argument("--tf-logits",
+                        help="default: DATA_DIR/.cache/verify/NAME/tf-logits.npz")
     args = parser.parse_args(argv)
-    return verify(args.data_dir, args.model_name, args.tf_reference)
+    return verify(args.data_dir, args.model_name, args.tf_logits)
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.verify")
+    run_main(main)

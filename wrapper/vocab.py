@@ -12,14 +12,13 @@ Whatever the source: non-empty, one token per line, no blank or duplicate tokens
 specials [PAD] [UNK] [CLS] [SEP] [MASK] present; a trained vocab must also tokenize the
 corpus with BERT's tokenizer mostly without [UNK].
 """
-import argparse
 import itertools
 import os
 import sys
 import tempfile
 
-from wrapper import paths, stages
-from wrapper.cli import UserError, positive_int, run_main
+from wrapper import fsutil, paths, stages
+from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 from wrapper.settings import check_vocab, default
 from wrapper.electra import tokenization
 
@@ -198,14 +197,14 @@ def build(data_dir, vocab, vocab_size):
     same_file = vocab not in ("mbert", "train") and os.path.exists(target) and \
         os.path.samefile(vocab, target)
     if not same_file:
-        stages.check_replaceable(data_dir, target,
+        fsutil.check_replaceable(data_dir, target,
                                  "to use it, run with VOCAB=%s; else move it away" % target)
-        stages.write_owned_text(data_dir, target, "\n".join(tokens) + "\n")
+        fsutil.write_owned_text(data_dir, target, "\n".join(tokens) + "\n")
     print("vocab: %s: %d tokens, from %s%s" % (target, len(tokens), source, report))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--vocab", default=default("VOCAB"), help="mbert | train | path/to/vocab.txt")
     parser.add_argument("--vocab-size", default=default("VOCAB_SIZE"),
@@ -222,4 +221,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, "vocab")
+    run_main(main)

@@ -1,11 +1,11 @@
 """The TF side of verify: our graph's logits on real Spanish, saved for the comparers.
 
-    python -m wrapper.tf_reference --data-dir D --model-name N [--output PATH]
+    python -m wrapper.tf_logits --data-dir D --model-name N [--output PATH]
 
 Run with .venv's Python (TF 1.15). It tokenizes fixed Spanish sentences (plus the first
 lines of D/corpus) with the builder's FullTokenizer, runs third_party/electra's inference
 graph (pretraining_model.run_inference_logits) restored from the latest checkpoint, and
-writes D/.cache/verify/N/tf-reference.npz (scratch, never in the model directory): the token
+writes D/.cache/verify/N/tf-logits.npz (scratch, never in the model directory): the token
 ids, the logits of each network, the sizes the graph was actually built with (variable
 shapes, attention heads) and the Hugging Face configs the export derives.
 `python -m wrapper.verify` then compares the converted models with it, once in each
@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-from wrapper import convert, corpus, export, hf_tokenizer, paths, tf_checkpoint
+from wrapper import checkpoint_layout, fsutil, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
 from wrapper.electra import tokenization
 
@@ -90,10 +90,10 @@ def built_sizes(built, networks):
     """{network: sizes} of the graph as built: shapes, and heads from its attention."""
     shapes = built["variable_shapes"]
     sizes = {}
-    for network, scope in export.network_scopes(list(shapes)).items():
+    for network, scope in checkpoint_layout.network_scopes(list(shapes)).items():
         if network not in networks:
             continue
-        found = dict(export.checkpoint_sizes(shapes, scope))
+        found = dict(checkpoint_layout.checkpoint_sizes(shapes, scope))
         found["num_attention_heads"] = built["attention_heads"][scope.rstrip("/")]
         sizes[network] = found
     return sizes
@@ -103,18 +103,14 @@ def compute(data_dir, model_name):
     """Inputs, TF logits and built sizes of a run's latest checkpoint."""
     # CPU only, on purpose: TF's C++ log would report the absent GPU as an error line.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    model_dir = paths.model_dir(data_dir, model_name)
-    if not os.path.isdir(model_dir):
-        raise UserError("model directory %s does not exist; train first (make pretrain)"
-                        % model_dir)
-    prefix = tf_checkpoint.resolve_checkpoint(model_dir)
+    prefix = checkpoint_layout.latest_checkpoint(data_dir, model_name)
     tf_checkpoint.check_whole(prefix)    # TF's restore would stop on a damaged file with a traceback
     shapes = tf_checkpoint.read_shapes(prefix)
-    networks = [n for n in convert.NETWORKS if convert.has_network(list(shapes), n)]
-    run_config, _, source = export.load_run_config(data_dir, model_name)
+    run_config, _, source = checkpoint_layout.load_run_config(data_dir, model_name)
     vocab_path = paths.vocab_file(data_dir)
-    hf_configs = export.derive_hf_configs(run_config, shapes,
-                                       hf_tokenizer.read_vocab(vocab_path)["[PAD]"], source)
+    hf_configs = checkpoint_layout.derive_hf_configs(
+        run_config, shapes, hf_tokenizer.read_vocab(vocab_path)["[PAD]"], source)
+    networks = list(hf_configs)
     tokenizer = tokenization.FullTokenizer(vocab_path, do_lower_case=run_config.do_lower_case,
                                            strip_accents=True)
     texts, rows = builder_rows(tokenizer, list(SENTENCES) + corpus_lines(data_dir))
@@ -132,37 +128,33 @@ def compute(data_dir, model_name):
 
 
 def save(arrays, path):
-    """The npz (np.load reads it) via a temporary sibling and a rename: complete or absent.
+    """The npz (np.load reads it), written through fsutil.atomic_file: complete or absent.
     The archive is closed by its `with` even when a write fails, so that no half-closed
     ZipFile is left to complain at exit (np.savez leaves one on a full disk)."""
-    tmp = "%s.partial-%d" % (path, os.getpid())
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f, zipfile.ZipFile(f, "w") as archive:
+        with fsutil.atomic_file(path, "wb") as f, zipfile.ZipFile(f, "w") as archive:
             for name, array in arrays.items():
                 with archive.open(name + ".npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-        os.replace(tmp, path)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        full = corpus.disk_full_error(e, os.path.dirname(path), what="the TF logits")
+        full = fsutil.disk_full_error(e, os.path.dirname(path), what="the TF logits")
         raise full or UserError("cannot write %s: %s; give --output a writable path"
                                 % (path, e.strerror or e))
 
 
 def main(argv=None):
-    parser = model_parser("python -m wrapper.tf_reference", __doc__.split("\n")[0])
-    parser.add_argument("--output", help="default: DATA_DIR/.cache/verify/NAME/tf-reference.npz")
+    parser = model_parser("python -m wrapper.tf_logits", __doc__.split("\n")[0])
+    parser.add_argument("--output", help="default: DATA_DIR/.cache/verify/NAME/tf-logits.npz")
     args = parser.parse_args(argv)
-    path = args.output or paths.tf_reference_file(args.data_dir, args.model_name)
+    path = args.output or paths.tf_logits_file(args.data_dir, args.model_name)
     arrays = compute(args.data_dir, args.model_name)
     save(arrays, path)
-    print("tf_reference: %s: logits of %s on %d sentences"
+    print("tf_logits: %s: logits of %s on %d sentences"
           % (path, " and ".join(k[:-len("_logits")] for k in sorted(arrays) if
                                 k.endswith("_logits")), len(arrays["input_ids"])))
     return 0
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.tf_reference")
+    run_main(main)

@@ -1,6 +1,7 @@
-"""The pipeline's conversion stage: a trained run -> two complete Hugging Face directories.
+"""`make convert`: a trained run -> two complete Hugging Face directories (the tutorial's
+one-network converter with a hand-written config is wrapper.convert).
 
-    python -m wrapper.export --data-dir D --model-name N
+    python -m wrapper.hf_export --data-dir D --model-name N
 
 reads the latest checkpoint in D/models/N and the run's hparams (D/hparams.json, resolved by
 the trainer's own configure_pretraining), derives the discriminator's and the generator's
@@ -12,122 +13,15 @@ a model card README.md. Each directory is complete or absent.
 """
 import collections
 import datetime
-import errno
 import json
 import os
-import re
 import shutil
 
-from wrapper import convert, corpus, fsutil, hf_tokenizer, paths, tf_checkpoint
+from wrapper import checkpoint_layout, convert, fsutil, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
-from wrapper.electra import configure_pretraining
 
 OUTPUT_FILES = (convert.CONFIG_NAME, convert.WEIGHTS_NAME, convert.SAFETENSORS_NAME,
                 "README.md") + hf_tokenizer.TOKENIZER_FILES
-
-
-# ---- the run's configuration -----------------------------------------------------------
-
-def load_run_config(data_dir, model_name):
-    """(the run's resolved PretrainingConfig, its hparams as given, their source)."""
-    source = paths.hparams_file(data_dir)
-    if os.path.isfile(source):
-        try:
-            hparams = configure_pretraining.load_hparams(source)
-            run_config = configure_pretraining.PretrainingConfig(model_name, data_dir,
-                                                                 **hparams)
-        except configure_pretraining.HparamError as e:
-            raise UserError("%s: %s" % (source, e))
-    else:
-        hparams, source = {}, None
-        run_config = configure_pretraining.PretrainingConfig(model_name, data_dir)
-    return run_config, hparams, source
-
-
-def _layers(shapes, scope):
-    found = {int(m.group(1)) for m in (re.match(re.escape(scope) + r"encoder/layer_(\d+)/", n)
-                                       for n in shapes) if m}
-    return max(found) + 1 if found else 0
-
-
-def _contradiction(what, from_hparams, from_checkpoint, source):
-    raise UserError("%s is %s by %s but %s in the checkpoint; was the model trained with "
-                    "these hparams? (fix %s or export the matching run)"
-                    % (what, from_hparams, source or "the default hparams (no hparams.json)",
-                       from_checkpoint, source or "DATA_DIR/hparams.json"))
-
-
-EMBEDDINGS = ("electra/embeddings/word_embeddings", "electra/embeddings/position_embeddings",
-              "electra/embeddings/token_type_embeddings")
-
-
-def checkpoint_sizes(shapes, scope):
-    """The sizes a network of the checkpoint was built with, read from its variable shapes
-    (the number of attention heads shows in no shape)."""
-    query = scope + "encoder/layer_0/attention/self/query/kernel"
-    ffn = scope + "encoder/layer_0/intermediate/dense/kernel"
-    for name in EMBEDDINGS + (query, ffn):
-        if name not in shapes:
-            raise UserError("the checkpoint has no %s; is it an ELECTRA pretraining checkpoint?"
-                            % name)
-    vocab_size, embedding_size = shapes[EMBEDDINGS[0]]
-    return collections.OrderedDict([
-        ("vocab_size", vocab_size), ("embedding_size", embedding_size),
-        ("hidden_size", shapes[query][1]), ("num_hidden_layers", _layers(shapes, scope)),
-        ("intermediate_size", shapes[ffn][1]),
-        ("max_position_embeddings", shapes[EMBEDDINGS[1]][0]),
-        ("type_vocab_size", shapes[EMBEDDINGS[2]][0]),
-    ])
-
-
-def network_scopes(names):
-    """{network: variable scope of its transformer} for the networks the checkpoint holds."""
-    scopes = collections.OrderedDict()
-    if convert.has_network(names, "discriminator"):
-        scopes["discriminator"] = convert.DISCRIMINATOR_SCOPE
-    if convert.has_network(names, "generator"):
-        scopes["generator"] = convert.generator_body_scope(names)
-    if not scopes:
-        raise UserError("the checkpoint holds neither discriminator_predictions/ nor "
-                        "generator_predictions/; is it an ELECTRA pretraining checkpoint?")
-    return scopes
-
-
-def derive_hf_configs(run_config, shapes, pad_token_id=0, source=None):
-    """{network: Hugging Face config dict} for the networks the checkpoint holds.
-
-    Sizes come from the checkpoint's shapes; what shapes cannot show (attention heads,
-    activation) from the hparams, resolved as the trainer does
-    (configure_pretraining.network_sizes). Where both say something they must agree.
-    """
-    overrides = run_config.model_hparam_overrides
-    want_sizes = configure_pretraining.network_sizes(run_config)
-    hf_configs = collections.OrderedDict()
-    for network, scope in network_scopes(list(shapes)).items():
-        # untied_generator false: the generator is the discriminator's own transformer.
-        want = want_sizes["discriminator" if scope == convert.DISCRIMINATOR_SCOPE else network]
-        got = checkpoint_sizes(shapes, scope)
-        for key, value in (("vocab_size", want["vocab_size"]),
-                           ("embedding_size", want_sizes["embedding_size"])):
-            if value != got[key]:
-                _contradiction(key, value, got[key], source)
-        for key in ("hidden_size", "num_hidden_layers", "intermediate_size"):
-            if want[key] != got[key]:
-                _contradiction("the %s's %s" % (network, key), want[key], got[key], source)
-        hf_config = collections.OrderedDict(got)
-        hf_config.update([
-            ("num_attention_heads", want["num_attention_heads"]),
-            ("hidden_act", overrides.get("hidden_act", "gelu")),
-            ("hidden_dropout_prob", overrides.get("hidden_dropout_prob", 0.1)),
-            ("attention_probs_dropout_prob",
-             overrides.get("attention_probs_dropout_prob", 0.1)),
-            ("initializer_range", overrides.get("initializer_range", 0.02)),
-            ("layer_norm_eps", 1e-12),
-            ("pad_token_id", pad_token_id),
-        ])
-        hf_configs[network] = collections.OrderedDict(
-            (k, hf_config[k]) for k in convert.HF_CONFIG_KEYS)
-    return hf_configs
 
 
 # ---- model card ------------------------------------------------------------------------
@@ -162,7 +56,7 @@ def model_card(network, model_name, hf_config, run_config, hparams, hparams_sour
         "# %s (%s)" % (model_name, network), "",
         "ELECTRA %s (model_size %s) pretrained on Spanish text with this project's "
         "reproduction of google-research/electra (TensorFlow 1.15), converted to transformers "
-        "`%s` by `python -m wrapper.export` with a strict tensor mapping."
+        "`%s` by `python -m wrapper.hf_export` with a strict tensor mapping."
         % (network, run_config.model_size, cls), "",
         "| | |", "|---|---|",
         "| checkpoint | `model.ckpt-%s` (global step %s of %d) |" % (
@@ -220,31 +114,16 @@ def model_card(network, model_name, hf_config, run_config, hparams, hparams_sour
 
 # ---- the stage -------------------------------------------------------------------------
 
-def write_failure(error):
-    """The OSError behind a failed write: torch.save and safetensors report a full disk as
-    their own errors, carrying only the system's text ("... No space left on device")."""
-    if isinstance(error, OSError):
-        return error
-    for number in (errno.ENOSPC, errno.EDQUOT):
-        if os.strerror(number) in str(error):
-            return OSError(number, os.strerror(number))
-    return None
-
-
 def export(data_dir, model_name, log=print):
-    model_dir = paths.model_dir(data_dir, model_name)
-    if not os.path.isdir(model_dir):
-        raise UserError("model directory %s does not exist; train first (make pretrain) or "
-                        "check DATA_DIR/MODEL_NAME" % model_dir)
-    prefix = tf_checkpoint.resolve_checkpoint(model_dir)
-    run_config, hparams, source = load_run_config(data_dir, model_name)
+    prefix = checkpoint_layout.latest_checkpoint(data_dir, model_name)
+    run_config, hparams, source = checkpoint_layout.load_run_config(data_dir, model_name)
     vocab_path = paths.vocab_file(data_dir)
     if not os.path.isfile(vocab_path):
         raise UserError("%s is missing; the converted model needs the pretraining vocab"
                         % vocab_path)
     vocab = hf_tokenizer.read_vocab(vocab_path)
     shapes = tf_checkpoint.read_shapes(prefix)
-    hf_configs = derive_hf_configs(run_config, shapes, vocab["[PAD]"], source)
+    hf_configs = checkpoint_layout.derive_hf_configs(run_config, shapes, vocab["[PAD]"], source)
     vocab_lines = max(vocab.values()) + 1
     embedding_rows = next(iter(hf_configs.values()))["vocab_size"]
     if vocab_lines != embedding_rows:
@@ -273,7 +152,7 @@ def export(data_dir, model_name, log=print):
                     f.write(model_card(network, model_name, hf_config, run_config, hparams,
                                        source, step, vocab_lines, do_lower_case, data_dir))
         except Exception as e:   # pylint: disable=broad-except
-            full = corpus.disk_full_error(write_failure(e), os.path.dirname(out),
+            full = fsutil.disk_full_error(fsutil.os_error_behind(e), os.path.dirname(out),
                                           what="the %s's Hugging Face model" % network)
             if full is None:
                 raise
@@ -296,7 +175,7 @@ def export(data_dir, model_name, log=print):
 
 def main(argv=None):
     args = model_parser(
-        "python -m wrapper.export",
+        "python -m wrapper.hf_export",
         "Convert the latest checkpoint of DATA_DIR/models/NAME into Hugging Face "
         "discriminator and generator directories under DATA_DIR/models/NAME/hf.").parse_args(argv)
     export(args.data_dir, args.model_name)
@@ -304,4 +183,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, program="wrapper.export")
+    run_main(main)
