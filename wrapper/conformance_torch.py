@@ -392,11 +392,13 @@ DYNAMICS_HPARAMS = {"model_size": "small", "do_lower_case": False, "vocab_size":
 DYNAMICS_SEEDS = (1, 2, 3)
 DYNAMICS_LAST = 100             # a run's final loss: the mean of steps 401..500's losses
 # The bound on |mean of torch's final losses - mean of TF1's|. Six seeds per trainer gave a
-# standard deviation between seeds of 0.07-0.08 on both sides (docs/BENCHMARKS.md), so the
-# difference of two 3-seed means has a standard error of about 0.06: 0.25 is 4 of those,
-# a false alarm about once in 10,000 runs when the trainers agree, and a shift of 0.37 or
-# more (1.5% of the loss) fails 97% of the time.
-DYNAMICS_TOLERANCE = 0.25
+# standard deviation between seeds of 0.06-0.08 on both sides, and torch's mean 0.15 above
+# TF1's (24.92 against 24.78, a standard error of 0.04; docs/BENCHMARKS.md: a difference not
+# yet explained, 0.6% of the loss). The difference of two 3-seed means has a standard error
+# of about 0.055, so 0.3 is 2.7 of those above the measured gap (a false alarm about 3 in
+# 1,000 runs) and a shift of 0.3 or more on top of it (1.2% of the loss) fails more often
+# than not.
+DYNAMICS_TOLERANCE = 0.3
 
 
 def final_loss(output, hparams):
