@@ -394,11 +394,11 @@ DYNAMICS_LAST = 100             # a run's final loss: the mean of steps 401..500
 # The bound on |mean of torch's final losses - mean of TF1's|. Six seeds per trainer gave a
 # standard deviation between seeds of 0.06-0.08 on both sides, and torch's mean 0.15 above
 # TF1's (24.92 against 24.78, a standard error of 0.04; docs/BENCHMARKS.md: a difference not
-# yet explained, 0.6% of the loss). The difference of two 3-seed means has a standard error
-# of about 0.055, so 0.3 is 2.7 of those above the measured gap (a false alarm about 3 in
-# 1,000 runs) and a shift of 0.3 or more on top of it (1.2% of the loss) fails more often
-# than not.
-DYNAMICS_TOLERANCE = 0.3
+# yet explained, 0.6% of the loss). TF1 is not bit-reproducible on the CPU (one seed moved
+# 0.14 between two runs), so the difference of two 3-seed means moves by about 0.08: 0.4
+# is 3 of those above the measured gap (a false alarm about once in 1,000 runs), and a shift
+# of 0.4 or more on top of it (1.6% of the loss) fails more often than not.
+DYNAMICS_TOLERANCE = 0.4
 
 
 def final_loss(output, hparams):
