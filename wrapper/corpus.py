@@ -44,9 +44,9 @@ import sys
 import time
 import zlib
 
-from wrapper import debian_corpus, download, fsutil, paths, stages
+from wrapper import debian_corpus, download, fsutil, paths
 from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
-from wrapper.fsutil import atomic_output_dir, atomic_write_text, disk_full_reason, human_bytes
+from wrapper.fsutil import atomic_output_dir, atomic_write_text
 from wrapper.settings import default, from_environment
 
 TEXT_SUFFIXES = (".txt", ".gz", ".fortunes")

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from wrapper import corpus, eval_tasks, fsutil, locking, paths
+from wrapper import eval_tasks, fsutil, locking, paths
 from wrapper.cli import UserError, fail, model_parser, positive_int, program_name, run_main
 from wrapper.settings import default
 

@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 
-from wrapper import fsutil, paths, stages
+from wrapper import fsutil, paths
 from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
 from wrapper.settings import check_vocab, default
 from wrapper.electra import tokenization
