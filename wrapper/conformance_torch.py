@@ -38,7 +38,11 @@ TINY_HPARAMS = "converter/tiny-hparams.json"
 STEP_HPARAMS = {"num_train_steps": 1000}
 STEP_BATCH = 16                                    # examples, seq 128, the corpus's first shards
 LOSS_TOLERANCE = 1e-5                              # relative, losses and global norm
-STEP_TOLERANCE = 1e-5                              # relative per tensor after one full step
+# Relative per tensor after one full step. The worst tensor is an Adam slot of a gradient that
+# is a sum with much cancellation (attention query biases): over 15 draws it was 1.5e-6 to
+# 1.1e-5 on this project's dev machine, and 1.3e-5 on a CI machine. A gradient off by a part in
+# a thousand moves its slot about 1e-4 (adam_m = 0.9 m + 0.1 g, m and g of a size at step 41).
+STEP_TOLERANCE = 1e-4
 OPTIMIZER_TOLERANCE = 1e-6                         # relative per tensor, optimizer alone
 OPTIMIZER_STEPS = (5, 500)                         # inside the 10 warmup steps, and after
 # The attention key bias adds the same number to every score of a query, which the softmax

@@ -7,7 +7,8 @@
 First form: restores the checkpoint, runs build_pretraining_model on the batch (IN.npz:
 input_ids, input_mask, segment_ids [B, T]) with dropout off, and one training step of
 create_train_op, all in one session.run so that the masks and samples of the losses are the
-ones the update used. OUT.npz holds the draws (masked_lm_positions, masked_input_ids,
+ones the update used. The draws come from the hparams' seed (0 when it is unset), so one
+machine gives the same step run after run. OUT.npz holds the draws (masked_lm_positions, masked_input_ids,
 masked_lm_ids, masked_lm_weights, sampled_tokids), the losses, the global norm of the
 gradients, and every variable after the step (TF names).
 
@@ -50,6 +51,7 @@ def restore(session, prefix):
 
 
 def training_step(config, prefix, batch):
+  tf.set_random_seed(0 if config.seed is None else config.seed)
   features = {name: tf.constant(batch[name].astype(np.int32))
               for name in ("input_ids", "input_mask", "segment_ids")}
   model = pretraining_model.build_pretraining_model(config, features, is_training=False)
