@@ -16,9 +16,9 @@ import os
 import sys
 
 from wrapper import fsutil, paths
-from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
+from wrapper.cli import ArgumentParser, UserError, run_main
 from wrapper.electra import configure_pretraining
-from wrapper.settings import default, preset_path, preset_vocab_size
+from wrapper.settings import count, default, preset_path, preset_vocab_size
 from wrapper.vocab import read_tokens
 
 NOTE_PREFIX = "_"
@@ -143,8 +143,8 @@ def main(argv=None):
     parser.add_argument("--num-gpus", default=default("NUM_GPUS"),
                         help="GPUs of this host to train on (NUM_GPUS)")
     args = parser.parse_args(argv)
-    num_gpus = positive_int(args.num_gpus, "NUM_GPUS") if args.num_gpus.strip() else None
-    build(args.data_dir, args.preset.strip(), args.overrides, args.model_name, num_gpus)
+    build(args.data_dir, args.preset.strip(), args.overrides, args.model_name,
+          count("NUM_GPUS", args.num_gpus))
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ step adds what it finds on disk (a row's `look`). The record logic (skip when up
 resume, refuse to mix two trainings in one model directory) is wrapper/stages.py's; every path
 is wrapper/paths.py's.
 
-Before any lock or directory is made, every setting is checked once (check_settings: each
-setting's own check, then what the stage needs of DATA_DIR, MODEL_NAME and ELECTRA_DIR); each
-command gets its values as `--opt=value` (free text after `--`), so no value becomes an
-option. Before a stage runs, the earlier stages it reads from must still be what the current
+Before any lock or directory is made, every setting is checked once per run (check_values:
+each setting's own check), then what each stage needs of DATA_DIR, MODEL_NAME and ELECTRA_DIR
+(check_settings); each command gets its values as `--opt=value` (free text after `--`), so no
+value becomes an option. Before a stage runs, the earlier stages it reads from must still be what the current
 settings make and whole: hparams is made again on the way, another stage is named
 (bring_upstream_up_to_date).
 """
@@ -82,22 +82,22 @@ def read_settings(environ=None):
     return settings.values(os.environ if environ is None else environ)
 
 
-def backend(v):
+def backend(values):
     """BACKEND, its default (tf1) when empty."""
-    return v["BACKEND"] or settings.default("BACKEND")
+    return values["BACKEND"] or settings.default("BACKEND")
 
 
-def electra_dir(v):
+def electra_dir(values):
     """ELECTRA_DIR as an absolute path; empty or the default (relative to the repository,
     where make runs): ours."""
-    value = v["ELECTRA_DIR"]
+    value = values["ELECTRA_DIR"]
     if not value or value == settings.default("ELECTRA_DIR"):
         return paths.ELECTRA_DIR
     return os.path.abspath(value)
 
 
-def our_electra_dir(v):
-    return electra_dir(v) == paths.ELECTRA_DIR
+def our_electra_dir(values):
+    return electra_dir(values) == paths.ELECTRA_DIR
 
 
 # ---- the table ------------------------------------------------------------------------------
@@ -113,126 +113,132 @@ def corpus_sources(corpus):
     try:
         return list_sources(corpus) if corpus else []
     except UserError:
-        return [p for p in corpus.split(os.pathsep) if p]
+        return [part for part in corpus.split(os.pathsep) if part]
 
 
-def corpus_parts(v):
+def corpus_parts(values):
     """CORPUS's parts: (paths, debian-es parts)."""
-    parts = [p for p in v["CORPUS"].split(os.pathsep) if p]
-    return ([p for p in parts if not debian_corpus.is_debian_es(p)],
-            [p for p in parts if debian_corpus.is_debian_es(p)])
+    parts = [part for part in values["CORPUS"].split(os.pathsep) if part]
+    return ([part for part in parts if not debian_corpus.is_debian_es(part)],
+            [part for part in parts if debian_corpus.is_debian_es(part)])
 
 
-def corpus_plan(v):
-    d = v["DATA_DIR"]
-    files, debian = corpus_parts(v)
+def corpus_plan(values):
+    data_dir = values["DATA_DIR"]
+    files, debian = corpus_parts(values)
     return plan(
         record="corpus", input_list=files,
-        variables={k: v[k] for k in ("CORPUS", "CORPUS_ENCODING", "TRAIN_SIZE", "NUM_PROCESSES",
-                                     "DOWNLOAD_BYTES")},
-        outputs=[paths.corpus_dir(d), paths.corpus_stats_file(d)] + (
-            [paths.corpus_heldout_file(d)] if debian else []),
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.corpus", "--data-dir=" + d,
-                           "--corpus=" + v["CORPUS"],
-                           "--corpus-encoding=" + v["CORPUS_ENCODING"],
-                           "--train-size=" + v["TRAIN_SIZE"],
-                           "--num-files=" + v["NUM_PROCESSES"],
-                           "--download-bytes=" + v["DOWNLOAD_BYTES"]])])
+        variables={name: values[name] for name in (
+            "CORPUS", "CORPUS_ENCODING", "TRAIN_SIZE", "NUM_PROCESSES", "DOWNLOAD_BYTES")},
+        outputs=[paths.corpus_dir(data_dir), paths.corpus_stats_file(data_dir)] + (
+            [paths.corpus_heldout_file(data_dir)] if debian else []),
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.corpus", "--data-dir=" + data_dir,
+                           "--corpus=" + values["CORPUS"],
+                           "--corpus-encoding=" + values["CORPUS_ENCODING"],
+                           "--train-size=" + values["TRAIN_SIZE"],
+                           "--num-files=" + values["NUM_PROCESSES"],
+                           "--download-bytes=" + values["DOWNLOAD_BYTES"]])])
 
 
-def corpus_look(v, p, scratch):
-    files, debian = corpus_parts(v)
-    variables = dict(p.variables)
+def corpus_look(values, stage_plan, scratch):
+    files, debian = corpus_parts(values)
+    variables = dict(stage_plan.variables)
     if debian:   # its text follows from the packages' versions, not thousands of pages hashed
         variables["debian-es packages"] = debian_corpus.cache_key(
             debian_corpus.selection(debian[0]))
-    return p._replace(input_list=corpus_sources(os.pathsep.join(files)), variables=variables)
+    return stage_plan._replace(input_list=corpus_sources(os.pathsep.join(files)),
+                               variables=variables)
 
 
-def vocab_plan(v):
-    d, vocab = v["DATA_DIR"], v["VOCAB"]
+def vocab_plan(values):
+    data_dir, vocab = values["DATA_DIR"], values["VOCAB"]
     return plan(
         record="vocab",
-        inputs=[paths.corpus_dir(d)] if vocab == "train" else
+        inputs=[paths.corpus_dir(data_dir)] if vocab == "train" else
         [] if vocab in ("mbert", "") else [vocab],
-        variables={"VOCAB": vocab, "VOCAB_SIZE": v["VOCAB_SIZE"] if vocab == "train" else ""},
-        outputs=[paths.vocab_file(d)],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.vocab", "--data-dir=" + d,
-                           "--vocab=" + vocab, "--vocab-size=" + v["VOCAB_SIZE"]])])
+        variables={"VOCAB": vocab, "VOCAB_SIZE": values["VOCAB_SIZE"] if vocab == "train" else ""},
+        outputs=[paths.vocab_file(data_dir)],
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.vocab", "--data-dir=" + data_dir,
+                           "--vocab=" + vocab, "--vocab-size=" + values["VOCAB_SIZE"]])])
 
 
-def vocab_look(v, p, scratch):
-    settings.check_vocab(v["VOCAB"])
-    return p
+def vocab_look(values, stage_plan, scratch):
+    settings.check_vocab(values["VOCAB"])
+    return stage_plan
 
 
-def hparams_plan(v):
-    d, preset = v["DATA_DIR"], v["PRESET"]
+def hparams_plan(values):
+    data_dir, preset = values["DATA_DIR"], values["PRESET"]
     return plan(
-        record="hparams", inputs=[paths.vocab_file(d)],
-        variables={"PRESET": preset, "HPARAMS_OVERRIDES": v["HPARAMS_OVERRIDES"],
-                   "MODEL_NAME": v["MODEL_NAME"], "NUM_GPUS": v["NUM_GPUS"]},
-        outputs=[paths.hparams_file(d)],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hparams", "--data-dir=" + d,
-                           "--preset=" + preset, "--overrides=" + v["HPARAMS_OVERRIDES"],
-                           "--model-name=" + v["MODEL_NAME"], "--num-gpus=" + v["NUM_GPUS"]])])
+        record="hparams", inputs=[paths.vocab_file(data_dir)],
+        variables={"PRESET": preset, "HPARAMS_OVERRIDES": values["HPARAMS_OVERRIDES"],
+                   "MODEL_NAME": values["MODEL_NAME"], "NUM_GPUS": values["NUM_GPUS"]},
+        outputs=[paths.hparams_file(data_dir)],
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hparams", "--data-dir=" + data_dir,
+                           "--preset=" + preset, "--overrides=" + values["HPARAMS_OVERRIDES"],
+                           "--model-name=" + values["MODEL_NAME"],
+                           "--num-gpus=" + values["NUM_GPUS"]])])
 
 
-def hparams_look(v, p, scratch):
-    """The preset's file is an input; an unknown PRESET is the command's to name."""
-    try:
-        return p._replace(inputs=p.inputs + [settings.preset_path(v["PRESET"])])
-    except UserError:
-        return p._replace(input_list=[x for x in [v["PRESET"]] if x])
+def hparams_look(values, stage_plan, scratch):
+    """The preset's file is an input; an unknown PRESET is the command's to name (its one
+    check: settings.preset_path)."""
+    preset_file = settings.preset_file(values["PRESET"])
+    if preset_file is None:
+        return stage_plan._replace(input_list=[values["PRESET"]] if values["PRESET"] else [])
+    return stage_plan._replace(inputs=stage_plan.inputs + [preset_file])
 
 
-def pretrain_data_plan(v):
-    d, electra = v["DATA_DIR"], electra_dir(v)
+def pretrain_data_plan(values):
+    data_dir, electra = values["DATA_DIR"], electra_dir(values)
     # Our builder takes --seed (reproducible shards); an upstream checkout has no such flag.
-    seed = ["--seed=1234"] if our_electra_dir(v) else []
+    seed = ["--seed=1234"] if our_electra_dir(values) else []
     return plan(
-        record="pretrain-data", inputs=[paths.corpus_dir(d), paths.vocab_file(d)],
-        variables={"NUM_PROCESSES": v["NUM_PROCESSES"], "ELECTRA_DIR": electra},
-        outputs=[paths.tfrecords_dir(d)],
+        record="pretrain-data", inputs=[paths.corpus_dir(data_dir), paths.vocab_file(data_dir)],
+        variables={"NUM_PROCESSES": values["NUM_PROCESSES"], "ELECTRA_DIR": electra},
+        outputs=[paths.tfrecords_dir(data_dir)],
         commands=[Command([paths.VENV_PYTHON, os.path.join(electra, "build_pretraining_dataset.py"),
-                           "--corpus-dir=" + paths.corpus_dir(d),
-                           "--vocab-file=" + paths.vocab_file(d),
-                           "--output-dir=" + paths.tfrecords_dir(d),
-                           "--num-processes=" + v["NUM_PROCESSES"]] + seed)])
+                           "--corpus-dir=" + paths.corpus_dir(data_dir),
+                           "--vocab-file=" + paths.vocab_file(data_dir),
+                           "--output-dir=" + paths.tfrecords_dir(data_dir),
+                           "--num-processes=" + values["NUM_PROCESSES"]] + seed)])
 
 
-def pretrain_data_look(v, p, scratch):
+def pretrain_data_look(values, stage_plan, scratch):
     """The builder's flags follow from DATA_DIR/hparams.json (before --num-processes)."""
     from wrapper import hparams
-    flags = hparams.builder_flags(v["DATA_DIR"]).split()
-    argv = p.commands[0].argv
-    at = argv.index("--num-processes=" + v["NUM_PROCESSES"])
-    return p._replace(variables=dict(p.variables, builder_flags=" ".join(flags)),
-                      commands=[p.commands[0]._replace(argv=argv[:at] + flags + argv[at:])])
+    flags = hparams.builder_flags(values["DATA_DIR"]).split()
+    argv = stage_plan.commands[0].argv
+    at = argv.index("--num-processes=" + values["NUM_PROCESSES"])
+    return stage_plan._replace(variables=dict(stage_plan.variables, builder_flags=" ".join(flags)),
+                               commands=[stage_plan.commands[0]._replace(
+                                   argv=argv[:at] + flags + argv[at:])])
 
 
-def pretrain_command(v):
+def pretrain_command(values):
     """The trainer BACKEND names, with the same command line either way."""
-    d, m = v["DATA_DIR"], v["MODEL_NAME"]
-    args = ["--data-dir=" + os.path.abspath(d), "--model-name=" + m,
-            "--hparams=" + os.path.abspath(paths.hparams_file(d))]
-    if backend(v) == "torch":
+    data_dir, model_name = values["DATA_DIR"], values["MODEL_NAME"]
+    args = ["--data-dir=" + os.path.abspath(data_dir), "--model-name=" + model_name,
+            "--hparams=" + os.path.abspath(paths.hparams_file(data_dir))]
+    if backend(values) == "torch":
         # torchrun (started by the trainer itself) reads the hosts from the environment.
         return Command([paths.MODERN_PYTHON, "-m", "electra_torch.run_pretraining"] + args,
-                       cwd=paths.TORCH_TRAINER_DIR, env={n: v[n] for n in DISTRIBUTED_VARS})
+                       cwd=paths.TORCH_TRAINER_DIR,
+                       env={name: values[name] for name in DISTRIBUTED_VARS})
     # The reference's trainer is run from its own directory (it imports its modules by name).
-    return Command([paths.VENV_PYTHON, "run_pretraining.py"] + args, cwd=electra_dir(v))
+    return Command([paths.VENV_PYTHON, "run_pretraining.py"] + args, cwd=electra_dir(values))
 
 
-def pretrain_plan(v):
-    d, m, electra = v["DATA_DIR"], v["MODEL_NAME"], electra_dir(v)
-    model_dir = paths.model_dir(d, m)
+def pretrain_plan(values):
+    data_dir, model_name, electra = values["DATA_DIR"], values["MODEL_NAME"], electra_dir(values)
+    model_dir = paths.model_dir(data_dir, model_name)
     # BACKEND is not among the variables: both trainers write the same checkpoints, so
     # either one continues (or has finished) the other's model.
     return plan(
-        record="pretrain-" + m,
-        inputs=[paths.tfrecords_dir(d), paths.vocab_file(d), paths.hparams_file(d)],
-        variables={"MODEL_NAME": m, "ELECTRA_DIR": electra},
+        record="pretrain-" + model_name,
+        inputs=[paths.tfrecords_dir(data_dir), paths.vocab_file(data_dir),
+                paths.hparams_file(data_dir)],
+        variables={"MODEL_NAME": model_name, "ELECTRA_DIR": electra},
         # The files beside `checkpoint` are recorded too (a truncated .data file is seen).
         outputs=[os.path.join(model_dir, "checkpoint"), model_dir],
         keeps=model_dir,
@@ -242,81 +248,83 @@ def pretrain_plan(v):
         may_change=("num_train_steps", "save_checkpoints_steps", "keep_checkpoint_max",
                     "iterations_per_loop", "num_gpus", "num_cpu_replicas", "use_amp",
                     "use_xla", "precision", "seed"),
-        commands=[pretrain_command(v)])
+        commands=[pretrain_command(values)])
 
 
-def check_pretrain(v):
-    if backend(v) == "torch" and not our_electra_dir(v):
+def check_pretrain(values):
+    if backend(values) == "torch" and not our_electra_dir(values):
         raise UserError("ELECTRA_DIR=%s names a TF1 trainer, and BACKEND=torch runs "
-                        "third_party/electra_torch; drop one of them" % v["ELECTRA_DIR"])
+                        "third_party/electra_torch; drop one of them" % values["ELECTRA_DIR"])
 
 
-def convert_plan(v):
-    d, m = v["DATA_DIR"], v["MODEL_NAME"]
+def convert_plan(values):
+    data_dir, model_name = values["DATA_DIR"], values["MODEL_NAME"]
     return plan(
-        record="convert-" + m,
-        inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"), paths.vocab_file(d),
-                paths.hparams_file(d)],
-        outputs=[paths.hf_dir(d, m, "discriminator"), paths.hf_dir(d, m, "generator")],
-        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hf_export", "--data-dir=" + d,
-                           "--model-name=" + m])])
+        record="convert-" + model_name,
+        inputs=[os.path.join(paths.model_dir(data_dir, model_name), "checkpoint"),
+                paths.vocab_file(data_dir), paths.hparams_file(data_dir)],
+        outputs=[paths.hf_dir(data_dir, model_name, "discriminator"),
+                 paths.hf_dir(data_dir, model_name, "generator")],
+        commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.hf_export", "--data-dir=" + data_dir,
+                           "--model-name=" + model_name])])
 
 
-def verify_plan(v):
-    d, m = v["DATA_DIR"], v["MODEL_NAME"]
-    args = ["--data-dir=" + d, "--model-name=" + m]
+def verify_plan(values):
+    data_dir, model_name = values["DATA_DIR"], values["MODEL_NAME"]
+    args = ["--data-dir=" + data_dir, "--model-name=" + model_name]
     # TF logits in .venv, then the comparison in each environment.
     return plan(
-        record="verify-" + m,
-        inputs=[os.path.join(paths.model_dir(d, m), "checkpoint"),
-                os.path.dirname(paths.hf_dir(d, m, "discriminator"))],
+        record="verify-" + model_name,
+        inputs=[os.path.join(paths.model_dir(data_dir, model_name), "checkpoint"),
+                os.path.dirname(paths.hf_dir(data_dir, model_name, "discriminator"))],
         commands=[Command([paths.VENV_PYTHON, "-m", "wrapper.tf_logits"] + args),
                   Command([paths.VENV_PYTHON, "-m", "wrapper.verify"] + args),
                   Command([paths.MODERN_PYTHON, "-m", "wrapper.verify"] + args)],
         writes=False)
 
 
-def verify_look(v, p, scratch):
+def verify_look(values, stage_plan, scratch):
     """A read-only model directory is verified all the same: the logits go to a scratch
     directory, removed when the stage ends."""
-    if not paths.read_only(paths.model_dir(v["DATA_DIR"], v["MODEL_NAME"])):
-        return p
+    if not paths.read_only(paths.model_dir(values["DATA_DIR"], values["MODEL_NAME"])):
+        return stage_plan
     logits = os.path.join(scratch(), "tf-logits.npz")
-    produce, compare = p.commands[0], p.commands[1:]
-    return p._replace(commands=[produce._replace(argv=produce.argv + ["--output=" + logits])] +
-                      [c._replace(argv=c.argv + ["--tf-logits=" + logits]) for c in compare])
+    produce, compare = stage_plan.commands[0], stage_plan.commands[1:]
+    return stage_plan._replace(
+        commands=[produce._replace(argv=produce.argv + ["--output=" + logits])] +
+        [command._replace(argv=command.argv + ["--tf-logits=" + logits]) for command in compare])
 
 
-def predict_plan(v):
+def predict_plan(values):
     return plan(commands=[Command([
         paths.VENV_PYTHON, "-m", "wrapper.predict",
-        "--model-dir=" + paths.hf_dir(v["DATA_DIR"], v["MODEL_NAME"], "discriminator"),
-        "--", v["SENTENCE"]])])
+        "--model-dir=" + paths.hf_dir(values["DATA_DIR"], values["MODEL_NAME"], "discriminator"),
+        "--", values["SENTENCE"]])])
 
 
-def evaluate_plan(v):
-    argv = [paths.MODERN_PYTHON, "-m", "wrapper.evaluate", "--data-dir=" + v["DATA_DIR"],
-            "--model-name=" + v["MODEL_NAME"], "--task=" + v["TASK"]]
+def evaluate_plan(values):
+    argv = [paths.MODERN_PYTHON, "-m", "wrapper.evaluate", "--data-dir=" + values["DATA_DIR"],
+            "--model-name=" + values["MODEL_NAME"], "--task=" + values["TASK"]]
     for name, flag in (("MODEL", "--model"), ("BASELINE", "--baseline"),
                        ("SEEDS", "--seeds"), ("TASK_DATA", "--task-data")):
-        if v[name]:
-            argv.append("%s=%s" % (flag, v[name]))
+        if values[name]:
+            argv.append("%s=%s" % (flag, values[name]))
     return plan(commands=[Command(argv)])
 
 
-def conformance_plan(v):
+def conformance_plan(values):
     argv = [paths.VENV_PYTHON, "-m", "wrapper.conformance"]
-    if not our_electra_dir(v):
-        argv.append("--electra-dir=" + electra_dir(v))
-    if backend(v) == "torch":
+    if not our_electra_dir(values):
+        argv.append("--electra-dir=" + electra_dir(values))
+    if backend(values) == "torch":
         argv.append("--backend=torch")
     return plan(commands=[Command(argv)])
 
 
-def tensorboard_plan(v):
+def tensorboard_plan(values):
     return plan(commands=[Command([
         os.path.join(os.path.dirname(paths.VENV_PYTHON), "tensorboard"),
-        "--logdir=" + paths.model_dir(v["DATA_DIR"], v["MODEL_NAME"])])])
+        "--logdir=" + paths.model_dir(values["DATA_DIR"], values["MODEL_NAME"])])])
 
 
 @dataclass(frozen=True)
@@ -345,9 +353,9 @@ class Row:
         """The settings it reads (wrapper/settings.py is their home)."""
         return settings.read_by(self.name)
 
-    def record_name(self, v) -> str:
+    def record_name(self, values) -> str:
         """Its record's name (a model's stages: one per MODEL_NAME)."""
-        return "%s-%s" % (self.name, v["MODEL_NAME"]) if self.lock == "model" else self.name
+        return "%s-%s" % (self.name, values["MODEL_NAME"]) if self.lock == "model" else self.name
 
 
 TABLE = (
@@ -372,53 +380,53 @@ STAGES = collections.OrderedDict((row.name, row) for row in TABLE)
 ALL = tuple(row.name for row in TABLE if row.in_all)
 
 
-def current_plan(row, v, scratch):
+def current_plan(row, values, scratch):
     """Stage `row`'s plan with what the run step finds on disk."""
-    p = row.plan(v)
-    return row.look(v, p, scratch) if row.look else p
+    stage_plan = row.plan(values)
+    return row.look(values, stage_plan, scratch) if row.look else stage_plan
 
 
 # ---- the runner -----------------------------------------------------------------------------
 
-def check_values(v):
+def check_values(values):
     """Every pipeline setting's own check, and the hosts' together, in one line naming the
-    variable."""
+    variable: once per run, before its first stage (run_stages)."""
     for name in PIPELINE_VARS:
-        settings.check(name, v[name])
-    settings.check_hosts(v)
+        settings.check(name, values[name])
+    settings.check_hosts(values)
 
 
-def check_settings(name, v):
-    """Refuses settings no stage could use, in one line, before any lock or work."""
-    check_values(v)
+def check_settings(name, values):
+    """Refuses settings stage `name` cannot use, in one line, before any lock or work (each
+    setting's own check is check_values's)."""
     row = STAGES[name]
     if "DATA_DIR" in row.reads:
-        if not v["DATA_DIR"]:
+        if not values["DATA_DIR"]:
             raise UserError("DATA_DIR is empty; give a directory, e.g. DATA_DIR=./data")
-        paths.check_directory(v["DATA_DIR"], "DATA_DIR")
+        paths.check_directory(values["DATA_DIR"], "DATA_DIR")
     if "MODEL_NAME" in row.reads:
-        paths.check_model_name(v["MODEL_NAME"])
-    if "ELECTRA_DIR" in row.reads and v["ELECTRA_DIR"]:
-        paths.check_directory(v["ELECTRA_DIR"], "ELECTRA_DIR", must_exist=True)
+        paths.check_model_name(values["MODEL_NAME"])
+    if "ELECTRA_DIR" in row.reads and values["ELECTRA_DIR"]:
+        paths.check_directory(values["ELECTRA_DIR"], "ELECTRA_DIR", must_exist=True)
     if row.check:
-        row.check(v)
+        row.check(values)
 
 
 def show(command):
-    text = " ".join(shlex.quote(a) for a in command.argv)
-    given = ["%s=%s" % (k, shlex.quote(val)) for k, val in sorted((command.env or {}).items())
-             if val]
+    text = " ".join(shlex.quote(arg) for arg in command.argv)
+    given = ["%s=%s" % (name, shlex.quote(value))
+             for name, value in sorted((command.env or {}).items()) if value]
     text = " ".join(given + [text])
     return "cd %s && %s" % (shlex.quote(command.cwd), text) if command.cwd else text
 
 
-def take_locks(name, v, stack):
+def take_locks(name, values, stack):
     """Takes stage `name`'s locks until `stack` closes; its commands inherit them."""
     kind = STAGES[name].lock
     if kind is None:
         return
     for path, what, shared in locking.stage_locks(
-            v["DATA_DIR"], v["MODEL_NAME"] if kind == "model" else None):
+            values["DATA_DIR"], values["MODEL_NAME"] if kind == "model" else None):
         lock = stack.enter_context(locking.held(
             path, what, shared=shared, label="make %s" % name,
             command="python -m wrapper.pipeline %s" % name))
@@ -434,31 +442,31 @@ def scratch_maker(stack):
     return lambda: stack.enter_context(tempfile.TemporaryDirectory(prefix="electra-verify-"))
 
 
-def bring_upstream_up_to_date(name, v):
+def bring_upstream_up_to_date(name, values):
     """Before stage `name`: each recorded earlier stage whose output it reads (its row's
     upstream) must still be what the current settings make (hparams with this PRESET,
     HPARAMS_OVERRIDES, NUM_GPUS) and whole (a truncated shard). A cheap one is redone first;
     for another, one line names the make command to run. Returns a failed redo's exit status,
     else 0."""
     row = STAGES[name]
-    reads = row.plan(v).inputs if row.upstream else []
+    reads = row.plan(values).inputs if row.upstream else []
     for earlier in row.upstream:
         before = STAGES[earlier]
-        if not os.path.exists(stages.record_path(v["DATA_DIR"], before.record_name(v))):
+        if not os.path.exists(stages.record_path(values["DATA_DIR"], before.record_name(values))):
             continue
         with contextlib.ExitStack() as stack:
-            upstream = current_plan(before, v, scratch_maker(stack))
+            upstream = current_plan(before, values, scratch_maker(stack))
         if not any(out == path or out.startswith(path + os.sep) or path.startswith(out + os.sep)
                    for out in upstream.outputs for path in reads):
             continue
-        why = stages.out_of_date(upstream.record, v["DATA_DIR"], upstream.variables,
+        why = stages.out_of_date(upstream.record, values["DATA_DIR"], upstream.variables,
                                  upstream.outputs)
         if why is None:
             continue
         if before.redone_on_the_way:
             print("%s: first %s (its output was %s)" % (name, earlier, why))
             sys.stdout.flush()
-            status = run_one(earlier, v)
+            status = run_one(earlier, values)
             if status:
                 return status
             continue
@@ -467,50 +475,55 @@ def bring_upstream_up_to_date(name, v):
     return 0
 
 
-def run_one(name, v, dry_run=False):
+def run_one(name, values, dry_run=False):
     """Runs stage `name` under its lock; returns the exit status of its command(s)."""
-    check_settings(name, v)
+    check_settings(name, values)
     row = STAGES[name]
     if dry_run:
         with contextlib.ExitStack() as stack:
             try:
-                s = current_plan(row, v, scratch_maker(stack))
-            except UserError as e:     # pretrain-data before hparams: flags not known yet
-                print("%s: (not known yet: %s)" % (name, e))
+                stage_plan = current_plan(row, values, scratch_maker(stack))
+            except UserError as error:     # pretrain-data before hparams: flags not known yet
+                print("%s: (not known yet: %s)" % (name, error))
                 return 0
-        print("%s: lock %s; record %s" % (name, row.lock or "none", s.record or "none"))
-        for command in s.commands:
+        print("%s: lock %s; record %s" % (name, row.lock or "none", stage_plan.record or "none"))
+        for command in stage_plan.commands:
             print("  " + show(command))
         return 0
-    status = bring_upstream_up_to_date(name, v)
+    status = bring_upstream_up_to_date(name, values)
     if status:
         return status
     with contextlib.ExitStack() as stack:
-        take_locks(name, v, stack)
-        s = current_plan(row, v, scratch_maker(stack))
-        stages.check_inputs(s.record or name, s.inputs)
-        if s.record is None:
-            return supervise.run_commands(s.commands)
-        return stages.run_stage(s.record, v["DATA_DIR"], s.inputs + s.input_list, s.variables,
-                                s.outputs, s.keeps, s.commands, s.may_change, s.writes)
+        take_locks(name, values, stack)
+        stage_plan = current_plan(row, values, scratch_maker(stack))
+        stages.check_inputs(stage_plan.record or name, stage_plan.inputs)
+        if stage_plan.record is None:
+            return supervise.run_commands(stage_plan.commands)
+        return stages.run_stage(stage_plan.record, values["DATA_DIR"],
+                                stage_plan.inputs + stage_plan.input_list,
+                                stage_plan.variables, stage_plan.outputs, stage_plan.keeps,
+                                stage_plan.commands, stage_plan.may_change, stage_plan.writes)
 
 
-def first_stages(name, v):
+def first_stages(name, values):
     """The stages stage `name`, run on its own, runs first (its row's first_if_given)."""
-    return [first for setting, first in STAGES[name].first_if_given if v[setting]]
+    return [first for setting, first in STAGES[name].first_if_given if values[setting]]
 
 
-def run_stages(names, v, dry_run=False, headers=False):
-    """Runs stages in order; stops at the first that fails (its one error line printed)."""
-    for name in names:
+def run_stages(names, values, dry_run=False, headers=False, checked=False):
+    """Runs stages in order; stops at the first that fails (its one error line printed).
+    Every setting is checked first, unless the caller has (`checked`)."""
+    for position, name in enumerate(names):
         if headers:
             print("== make %s" % name)
             sys.stdout.flush()
         try:
-            status = run_one(name, v, dry_run)
-        except UserError as e:
+            if position == 0 and not checked:
+                check_values(values)
+            status = run_one(name, values, dry_run)
+        except UserError as error:
             sys.stdout.flush()
-            sys.stderr.write("%s: error: %s\n" % (name, e))
+            sys.stderr.write("%s: error: %s\n" % (name, error))
             return 2
         if status:
             return status
@@ -526,45 +539,45 @@ def text_packages(dry_run):
     return supervise.run_commands([command])
 
 
-def user_value(name, v, environ):
+def user_value(name, values, environ):
     """A setting outside the pipeline's (DEMO_*, docker-run's) as Make sets it: the
     environment's value, else its default (wrapper/settings.py)."""
-    return environ[name] if name in environ else settings.default(name, dict(environ, **v))
+    return environ[name] if name in environ else settings.default(name, dict(environ, **values))
 
 
-def given_or(name, v, environ, otherwise):
+def given_or(name, values, environ, otherwise):
     """Pipeline setting `name` when the user gave it (not empty), else `otherwise`."""
-    return v[name] if name in settings.given(environ) and v[name].strip() else otherwise
+    return values[name] if name in settings.given(environ) and values[name].strip() else otherwise
 
 
 # make demo's corpus lines, unless TRAIN_SIZE is given.
 DEMO_TRAIN_SIZE = "100000"
 
 
-def demo_settings(v, environ):
+def demo_settings(values, environ):
     """make demo's settings (DEMO_*). Its text: CORPUS= when given, else Debian's Spanish
     text (what of it is installed), else an OpenSubtitles slice."""
-    corpus = v["CORPUS"] or os.pathsep.join(debian_text_paths())
-    demo = dict(v)
+    corpus = values["CORPUS"] or os.pathsep.join(debian_text_paths())
+    demo = dict(values)
     demo.update({
-        "DATA_DIR": environ.get("DEMO_DATA_DIR") or settings.default("DEMO_DATA_DIR", v),
+        "DATA_DIR": environ.get("DEMO_DATA_DIR") or settings.default("DEMO_DATA_DIR", values),
         "CORPUS": corpus, "DOWNLOAD_BYTES": "" if corpus else "4000000",
-        "TRAIN_SIZE": given_or("TRAIN_SIZE", v, environ, DEMO_TRAIN_SIZE),
-        "VOCAB": "train", "VOCAB_SIZE": user_value("DEMO_VOCAB_SIZE", v, environ),
+        "TRAIN_SIZE": given_or("TRAIN_SIZE", values, environ, DEMO_TRAIN_SIZE),
+        "VOCAB": "train", "VOCAB_SIZE": user_value("DEMO_VOCAB_SIZE", values, environ),
         "PRESET": "demo-cpu",
         # Its evaluation: fewer seeds than make evaluate's keep make demo in minutes.
-        "TASK": v["TASK"] or "fortunes-es", "BASELINE": v["BASELINE"] or "random",
-        "SEEDS": given_or("SEEDS", v, environ, user_value("DEMO_SEEDS", v, environ))})
+        "TASK": values["TASK"] or "fortunes-es", "BASELINE": values["BASELINE"] or "random",
+        "SEEDS": given_or("SEEDS", values, environ, user_value("DEMO_SEEDS", values, environ))})
     return demo
 
 
-def run_demo(v, environ, dry_run=False):
+def run_demo(values, environ, dry_run=False):
     started = time.time()
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     status = text_packages(dry_run)
-    demo = demo_settings(v, environ)     # after text_packages: it may install Debian's text
+    demo = demo_settings(values, environ)     # after text_packages: it may install Debian's text
     if dry_run:
-        print("demo: " + " ".join("%s=%s" % (k, shlex.quote(demo[k])) for k in (
+        print("demo: " + " ".join("%s=%s" % (name, shlex.quote(demo[name])) for name in (
             "DATA_DIR", "CORPUS", "DOWNLOAD_BYTES", "TRAIN_SIZE", "VOCAB", "VOCAB_SIZE",
             "PRESET")))
     status = status or run_stages(ALL + ("predict",), demo, dry_run, headers=True)
@@ -579,7 +592,7 @@ def run_demo(v, environ, dry_run=False):
             print("== make evaluate TASK=%s (the demo pretrained on this same text, without "
                   "its labels)" % demo["TASK"])
             sys.stdout.flush()
-        status = run_stages(("evaluate",), demo, dry_run)
+        status = run_stages(("evaluate",), demo, dry_run, checked=True)
     if status == 0 and not dry_run:
         print("make demo: done in %d s" % (time.time() - started))
     return status
@@ -595,24 +608,24 @@ DEMO_GPU_SMOKE_OVERRIDES = {
                                "num_attention_heads": 2, "intermediate_size": 256}}
 
 
-def demo_gpu_settings(v, environ):
+def demo_gpu_settings(values, environ):
     """make demo-gpu's settings and whether it is the CPU smoke run (DEMO_GPU_SMOKE=1)."""
-    smoke = user_value("DEMO_GPU_SMOKE", v, environ).strip() not in ("", "0")
-    demo = dict(v)
+    smoke = user_value("DEMO_GPU_SMOKE", values, environ).strip() not in ("", "0")
+    demo = dict(values)
     demo.update({
-        "DATA_DIR": os.path.join(v["DATA_DIR"], "demo-gpu"),
+        "DATA_DIR": os.path.join(values["DATA_DIR"], "demo-gpu"),
         # All of Debian's Spanish text; its held-out sentences (from the HTML and man pages)
         # serve the replaced-word check. The smoke run: two packages, some 20000 lines.
-        "CORPUS": v["CORPUS"] or ("debian-es=fortunes-es,manpages-es" if smoke else
+        "CORPUS": values["CORPUS"] or ("debian-es=fortunes-es,manpages-es" if smoke else
                                   "debian-es"),
-        "TRAIN_SIZE": "20000" if smoke else v["TRAIN_SIZE"],
+        "TRAIN_SIZE": "20000" if smoke else values["TRAIN_SIZE"],
         "DOWNLOAD_BYTES": "", "VOCAB": "train",
-        "VOCAB_SIZE": "2000" if smoke else user_value("DEMO_GPU_VOCAB_SIZE", v, environ),
+        "VOCAB_SIZE": "2000" if smoke else user_value("DEMO_GPU_VOCAB_SIZE", values, environ),
         "PRESET": "demo-gpu", "BACKEND": "torch",
-        "TASK": v["TASK"] or "fortunes-es", "BASELINE": v["BASELINE"] or "random",
-        "SEEDS": given_or("SEEDS", v, environ, "3" if smoke else "5")})
+        "TASK": values["TASK"] or "fortunes-es", "BASELINE": values["BASELINE"] or "random",
+        "SEEDS": given_or("SEEDS", values, environ, "3" if smoke else "5")})
     if smoke:
-        demo["HPARAMS_OVERRIDES"] = v["HPARAMS_OVERRIDES"] or json.dumps(
+        demo["HPARAMS_OVERRIDES"] = values["HPARAMS_OVERRIDES"] or json.dumps(
             DEMO_GPU_SMOKE_OVERRIDES, sort_keys=True)
     return demo, smoke
 
@@ -643,22 +656,23 @@ def replaced_word_command(demo):
         "--seed=1234"])
 
 
-def run_demo_gpu(v, environ, dry_run=False):
+def run_demo_gpu(values, environ, dry_run=False):
     """make demo-gpu: ELECTRA-small (PRESET=demo-gpu) with the PyTorch trainer on one GPU,
     then the replaced-word check on held-out sentences and make evaluate against random
     initialisation over 5 seeds."""
     started = time.time()
-    demo, smoke = demo_gpu_settings(v, environ)
+    demo, smoke = demo_gpu_settings(values, environ)
+    check_values(demo)        # before the GPU is looked for
     check_settings("corpus", demo)
     if not smoke:
         if not dry_run:
             check_cuda()
         os.environ["REQUIRE_GPU"] = "1"    # the trainer, too, refuses to fall back to the CPU
     if dry_run:
-        print("demo-gpu: " + " ".join("%s=%s" % (k, shlex.quote(demo[k])) for k in (
+        print("demo-gpu: " + " ".join("%s=%s" % (name, shlex.quote(demo[name])) for name in (
             "DATA_DIR", "CORPUS", "VOCAB", "VOCAB_SIZE", "PRESET", "BACKEND",
             "HPARAMS_OVERRIDES")))
-    status = run_stages(ALL, demo, dry_run, headers=True)
+    status = run_stages(ALL, demo, dry_run, headers=True, checked=True)
     heldout = paths.corpus_heldout_file(demo["DATA_DIR"])
     if status == 0 and (dry_run or os.path.isfile(heldout)):
         print("== the discriminator on 20 held-out sentences, one word replaced in each")
@@ -676,7 +690,7 @@ def run_demo_gpu(v, environ, dry_run=False):
             print("== make evaluate TASK=%s BASELINE=%s SEEDS=%s" % (
                 demo["TASK"], demo["BASELINE"], demo["SEEDS"]))
             sys.stdout.flush()
-        status = run_stages(("evaluate",), demo, dry_run)
+        status = run_stages(("evaluate",), demo, dry_run, checked=True)
     if status == 0 and not dry_run:
         print("make demo-gpu: done in %d s" % (time.time() - started))
     return status
@@ -695,24 +709,24 @@ TORCH_IMAGE_TARGETS = ("help", "corpus", "vocab", "hparams", "pretrain-data", "p
                        "evaluate")
 
 
-def docker_image(v, environ):
+def docker_image(values, environ):
     """DOCKER_IMAGE, checked: an image reference, never an option (`--privileged`)."""
-    settings.check("IMAGE", user_value("IMAGE", v, environ))
+    settings.check("IMAGE", user_value("IMAGE", values, environ))
     image = environ.get("DOCKER_IMAGE") or settings.default("DOCKER_IMAGE", environ)
     settings.check("DOCKER_IMAGE", image)
     return image
 
 
-def docker_command(v, environ, tty):
+def docker_command(values, environ, tty):
     """`docker run ... make TARGET` with every pipeline variable the user gave forwarded as
     `-e NAME=VALUE` (one argument each: no shell ever sees the values; the image's make has the
     same defaults, and a default forwarded would count as given there). Host paths the
     container needs are mounted and their variables renamed to where they are mounted."""
-    if not v["DATA_DIR"]:
+    if not values["DATA_DIR"]:
         raise UserError("DATA_DIR is empty; give the host directory to mount")
-    check_values(v)
-    paths.check_directory(v["DATA_DIR"], "DATA_DIR")
-    image = docker_image(v, environ)
+    check_values(values)
+    paths.check_directory(values["DATA_DIR"], "DATA_DIR")
+    image = docker_image(values, environ)
     target = environ.get("TARGET") or settings.default("TARGET")
     settings.check("TARGET", target)
     if environ.get("IMAGE") == "torch":
@@ -720,15 +734,15 @@ def docker_command(v, environ, tty):
             raise UserError("TARGET=%s needs TensorFlow 1.15, which IMAGE=torch does not hold; "
                             "it runs there: %s (run %s in the TF1 image or in .venv)"
                             % (target, " ".join(TORCH_IMAGE_TARGETS), target))
-        if target == "pretrain" and backend(v) != "torch":
+        if target == "pretrain" and backend(values) != "torch":
             raise UserError("IMAGE=torch trains with the PyTorch trainer only; add BACKEND=torch")
-        if target == "vocab" and v["VOCAB"] == "train":
+        if target == "vocab" and values["VOCAB"] == "train":
             # wrapper/vocab.py trains with .venv's tokenizers (0.5.2), whose API differs.
             raise UserError("VOCAB=train trains with .venv's tokenizers, which IMAGE=torch does "
                             "not hold; make the vocab in the TF1 image or in .venv (make vocab), "
                             "or give VOCAB=mbert or VOCAB=path/to/vocab.txt")
     argv = ["docker", "run", "--rm"] + (["-it"] if tty else [])
-    gpu = user_value("GPU", v, environ)
+    gpu = user_value("GPU", values, environ)
     settings.BY_NAME["GPU"].check(gpu, "GPU")     # an empty GPU= too: it is 0 or 1
     if gpu == "1":
         # A GPU host that trains on the CPU (CUDA not found in the image) stops at once.
@@ -737,30 +751,30 @@ def docker_command(v, environ, tty):
         # Several hosts (tf.distribute's TF_CONFIG): the workers reach each other on the
         # host's own addresses and ports.
         argv += ["--network", "host", "-e", "TF_CONFIG=" + environ["TF_CONFIG"]]
-    elif v["NNODES"].strip() and int(v["NNODES"]) > 1:
+    elif values["NNODES"].strip() and int(values["NNODES"]) > 1:
         # Several hosts (BACKEND=torch): torchrun's rendezvous on MASTER_ADDR:MASTER_PORT,
         # and the processes' own connections, on the hosts' addresses.
         argv += ["--network", "host"]
     for name in ("ELECTRA_DIR", "CORPUS"):
-        for path in v[name].split(os.pathsep) if name == "CORPUS" else [v[name]]:
+        for path in values[name].split(os.pathsep) if name == "CORPUS" else [values[name]]:
             if path and not os.path.exists(path) and not debian_corpus.is_debian_es(path):
                 raise UserError("%s=%s: no such file or directory (it is mounted into the "
                                 "container)" % (name, path))
     given = settings.given(environ)
     given.add("DATA_DIR")
-    forwarded = dict(v, DATA_DIR=CONTAINER_DATA_DIR)
-    mounts = [(os.path.abspath(v["DATA_DIR"]), CONTAINER_DATA_DIR, "")]
+    forwarded = dict(values, DATA_DIR=CONTAINER_DATA_DIR)
+    mounts = [(os.path.abspath(values["DATA_DIR"]), CONTAINER_DATA_DIR, "")]
     given.discard("ELECTRA_DIR")              # the image's own copy, unless another is given
-    if not our_electra_dir(v):
-        mounts.append((electra_dir(v), CONTAINER_ELECTRA_DIR, ":ro"))
+    if not our_electra_dir(values):
+        mounts.append((electra_dir(values), CONTAINER_ELECTRA_DIR, ":ro"))
         forwarded["ELECTRA_DIR"] = CONTAINER_ELECTRA_DIR
         given.add("ELECTRA_DIR")
     corpus = []
-    for i, path in enumerate(p for p in v["CORPUS"].split(os.pathsep) if p):
+    for index, path in enumerate(part for part in values["CORPUS"].split(os.pathsep) if part):
         if debian_corpus.is_debian_es(path):     # built inside, from the image's packages
             corpus.append(path)
             continue
-        inside = "%s/%d/%s" % (CONTAINER_CORPUS_DIR, i, os.path.basename(path.rstrip("/")))
+        inside = "%s/%d/%s" % (CONTAINER_CORPUS_DIR, index, os.path.basename(path.rstrip("/")))
         mounts.append((os.path.abspath(path), inside, ":ro"))
         corpus.append(inside)
     forwarded["CORPUS"] = os.pathsep.join(corpus)
@@ -775,17 +789,17 @@ def docker_command(v, environ, tty):
     return argv + [image, "make", target]
 
 
-def docker_run(v, environ, dry_run=False):
-    argv = docker_command(v, environ, tty=sys.stdin.isatty() and sys.stdout.isatty())
+def docker_run(values, environ, dry_run=False):
+    argv = docker_command(values, environ, tty=sys.stdin.isatty() and sys.stdout.isatty())
     if dry_run:
-        print(" ".join(shlex.quote(a) for a in argv))
+        print(" ".join(shlex.quote(arg) for arg in argv))
         return 0
-    os.makedirs(v["DATA_DIR"], exist_ok=True)   # else docker would make it, owned by root
+    os.makedirs(values["DATA_DIR"], exist_ok=True)   # else docker would make it, owned by root
     try:
         status = subprocess.call(argv)
-    except OSError as e:
+    except OSError as error:
         raise UserError("cannot run docker: %s; install Docker (and nvidia-container-toolkit "
-                        "for the GPU)" % (e.strerror or e))
+                        "for the GPU)" % (error.strerror or error))
     if status != 0:
         sys.stderr.write("docker-run: error: docker exited with status %d\n" % status)
     return 1 if status < 0 else status
@@ -810,12 +824,12 @@ def main(argv=None):
                         help="run `make $TARGET` in the Docker image (make docker-run)")
     args = parser.parse_args(argv)
     environ = os.environ
-    v = read_settings(environ)
+    values = read_settings(environ)
     dry_run = args.dry_run or make_dry_run(environ)
     program = "docker-run" if args.docker_run else (args.stage[0] if args.stage else "pipeline")
     try:
         if args.docker_run:
-            return docker_run(v, environ, dry_run)
+            return docker_run(values, environ, dry_run)
         if not args.stage:
             raise UserError("name a stage: %s, all or demo" % ", ".join(STAGES))
         for name in args.stage:
@@ -823,17 +837,17 @@ def main(argv=None):
                 raise UserError("unknown stage %r; choose one of %s, all, demo"
                                 % (name, ", ".join(STAGES)))
         if args.stage == ["demo"]:
-            return run_demo(v, environ, dry_run)
+            return run_demo(values, environ, dry_run)
         if args.stage == ["demo-gpu"]:
-            return run_demo_gpu(v, environ, dry_run)
+            return run_demo_gpu(values, environ, dry_run)
         if len(args.stage) == 1 and args.stage[0] in STAGES:
-            return run_stages(first_stages(args.stage[0], v) + args.stage, v, dry_run)
+            return run_stages(first_stages(args.stage[0], values) + args.stage, values, dry_run)
         if args.stage == ["all"]:
-            return run_stages(ALL, v, dry_run, headers=True)
-        return run_stages(args.stage, v, dry_run)
-    except UserError as e:
+            return run_stages(ALL, values, dry_run, headers=True)
+        return run_stages(args.stage, values, dry_run)
+    except UserError as error:
         sys.stdout.flush()
-        fail(program, str(e))
+        fail(program, str(error))
     except KeyboardInterrupt:
         fail(program, "interrupted", status=130)
 

@@ -266,6 +266,13 @@ def check(name: str, value: str) -> None:
         s.check(value, name)
 
 
+def count(name: str, value: str) -> Optional[int]:
+    """Count setting `name` (an AtMost) as an int, by its own check; None when empty."""
+    if not value.strip():
+        return None
+    return positive_int(value, name, BY_NAME[name].check.most)
+
+
 def read_by(stage: str) -> Tuple[str, ...]:
     """The settings stage `stage` reads."""
     return tuple(s.name for s in SETTINGS if stage in s.stages)
@@ -306,20 +313,33 @@ def preset_names():
                   if n.endswith(".json"))
 
 
+def preset_candidate(preset: str) -> str:
+    """The file PRESET names: a path when it looks like one, else hparams/PRESET.json."""
+    preset = preset.strip()
+    if preset.endswith(".json") or os.sep in preset:
+        return preset
+    return os.path.join(paths.HPARAMS_PRESETS_DIR, preset + ".json")
+
+
+def preset_file(preset: str) -> Optional[str]:
+    """PRESET's file when there is one, else None (preset_path says why)."""
+    path = preset_candidate(preset)
+    return path if preset.strip() and os.path.isfile(path) else None
+
+
 def preset_path(preset: str) -> str:
-    """PRESET's file: a name in hparams/ or the path of a .json file."""
+    """PRESET's file, or UserError: the one check of PRESET's value (a name in hparams/ or the
+    path of a .json file)."""
+    path = preset_file(preset)
+    if path is not None:
+        return path
     preset = preset.strip()
     if not preset:
         raise UserError("PRESET is empty; choose one of %s" % ", ".join(preset_names()))
-    if preset.endswith(".json") or os.sep in preset:
-        if not os.path.isfile(preset):
-            raise UserError("PRESET=%s: no such file" % preset)
-        return preset
-    path = os.path.join(paths.HPARAMS_PRESETS_DIR, preset + ".json")
-    if not os.path.isfile(path):
-        raise UserError("unknown PRESET %r; choose one of %s, or give a path to a .json file"
-                        % (preset, ", ".join(preset_names())))
-    return path
+    if preset_candidate(preset) == preset:
+        raise UserError("PRESET=%s: no such file" % preset)
+    raise UserError("unknown PRESET %r; choose one of %s, or give a path to a .json file"
+                    % (preset, ", ".join(preset_names())))
 
 
 def preset_vocab_size(preset: str) -> Optional[int]:
