@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import sys
 import time
+from typing import Any, Dict, List, Sequence, Tuple
 
 from wrapper import download, fsutil, html_text, paths, roff_text, spanish_text, text_packages
 from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
@@ -42,12 +43,12 @@ EXTRACTION_VERSION = 1
 CORPUS_FILE, HELDOUT_FILE, STATS_FILE = "corpus.txt", "heldout.txt", "stats.json"
 
 
-def is_debian_es(part):
+def is_debian_es(part: str) -> bool:
     """Whether one ':'-separated part of CORPUS names this corpus (not a path)."""
     return part == NAME or part.startswith(NAME + "=")
 
 
-def selection(part):
+def selection(part: str) -> List[text_packages.DebianText]:
     """The DEBIAN_ES entries that `part` (debian-es or debian-es=PKG,PKG) names."""
     if part == NAME:
         return list(text_packages.DEBIAN_ES)
@@ -133,7 +134,7 @@ def extract(item):
     return [lines] if lines else []
 
 
-def cache_key(entries):
+def cache_key(entries: Sequence[text_packages.DebianText]) -> Dict[str, Any]:
     versions = text_packages.installed_versions([e.package for e in entries])
     return {"packages": [[e.package, versions.get(e.package, "")] for e in entries],
             "extraction_version": EXTRACTION_VERSION, "heldout_modulo": HELDOUT_MODULO}
@@ -181,13 +182,13 @@ def build(data_dir, entries, processes=1, log=sys.stderr):
     directory = paths.debian_cache_dir(data_dir)
     os.makedirs(directory, exist_ok=True)
     # The statistics say the cache is complete: gone until it is again. A killed run's
-    # partial text is removed (unless its run is still going).
+    # partial files (fsutil.partial_path) are removed (unless its run is still going).
     if os.path.exists(os.path.join(directory, STATS_FILE)):
         os.remove(os.path.join(directory, STATS_FILE))
     for name in os.listdir(directory):
-        pid = name.rsplit("-", 1)[-1]
-        if name.startswith(".%s.partial-" % CORPUS_FILE) and pid.isdigit() and \
-                not fsutil.pid_alive(int(pid)):
+        written, partial, pid = name.rpartition(".partial-")
+        if partial and written in (CORPUS_FILE, HELDOUT_FILE, STATS_FILE) and pid.isdigit() \
+                and not fsutil.pid_alive(int(pid)):
             os.remove(os.path.join(directory, name))
     per_package = {e.package: dict(files=0, documents=0, lines=0, bytes=0, heldout_documents=0,
                                    heldout_sentences=0) for e in entries}
@@ -203,16 +204,12 @@ def build(data_dir, entries, processes=1, log=sys.stderr):
                 heldout.append(line)
                 per_package[package]["heldout_sentences"] += 1
     corpus_items = [i for i in items if not is_heldout(i[0], i[1])]
-    partial = os.path.join(directory, ".%s.partial-%d" % (CORPUS_FILE, os.getpid()))
-    try:
-        _write_documents(partial, corpus_items, processes, seen, per_package, started, log)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
+    # Each file whole or not at all (fsutil.atomic_file); the statistics, written last, say
+    # that both belong to this build.
     fsutil.atomic_write_text(os.path.join(directory, HELDOUT_FILE),
                              "".join(line + "\n" for line in heldout))
-    os.replace(partial, os.path.join(directory, CORPUS_FILE))
+    with fsutil.atomic_file(os.path.join(directory, CORPUS_FILE)) as out:
+        _write_documents(out, corpus_items, processes, seen, per_package, started, log)
     totals = {k: sum(p[k] for p in per_package.values()) for k in (
         "files", "documents", "lines", "bytes", "heldout_documents", "heldout_sentences")}
     stats = dict(key=key, packages=per_package, seconds=round(time.time() - started, 1),
@@ -225,36 +222,36 @@ def build(data_dir, entries, processes=1, log=sys.stderr):
     return stats
 
 
-def _write_documents(path, items, processes, seen, per_package, started, log):
-    """The documents of `items` into `path`, without the lines in `seen` (which grows)."""
+def _write_documents(out, items, processes, seen, per_package, started, log):
+    """The documents of `items` into the file `out`, without the lines in `seen` (which
+    grows)."""
     last = [started]
-    with open(path, "w", encoding="utf-8") as out:
-        for n, (documents, (_, _, package)) in enumerate(zip(_mapped(
-                [i[:2] for i in items], processes), items)):
-            counts = per_package[package]
-            counts["files"] += 1
-            for document in documents:
-                kept = []
-                for line in document:
-                    if line not in seen:
-                        seen.add(line)
-                        kept.append(line)
-                if kept:
-                    text = "\n".join(kept) + "\n"
-                    out.write(text + "\n")
-                    counts["documents"] += 1
-                    counts["lines"] += len(kept)
-                    counts["bytes"] += len(text.encode("utf-8"))
-            if time.time() - last[0] >= 2.0:
-                last[0] = time.time()
-                rate = (n + 1) / (time.time() - started)
-                log.write("debian-es: %d / %d files (%s), ETA %s\n" % (
-                    n + 1, len(items), package,
-                    download.human_seconds((len(items) - n - 1) / rate)))
-                log.flush()
+    for n, (documents, (_, _, package)) in enumerate(zip(_mapped(
+            [i[:2] for i in items], processes), items)):
+        counts = per_package[package]
+        counts["files"] += 1
+        for document in documents:
+            kept = []
+            for line in document:
+                if line not in seen:
+                    seen.add(line)
+                    kept.append(line)
+            if kept:
+                text = "\n".join(kept) + "\n"
+                out.write(text + "\n")
+                counts["documents"] += 1
+                counts["lines"] += len(kept)
+                counts["bytes"] += len(text.encode("utf-8"))
+        if time.time() - last[0] >= 2.0:
+            last[0] = time.time()
+            rate = (n + 1) / (time.time() - started)
+            log.write("debian-es: %d / %d files (%s), ETA %s\n" % (
+                n + 1, len(items), package,
+                download.human_seconds((len(items) - n - 1) / rate)))
+            log.flush()
 
 
-def prepare(data_dir, part, processes=1):
+def prepare(data_dir: str, part: str, processes: int = 1) -> Tuple[str, str, Dict[str, Any]]:
     """For CORPUS part `part`: the packages installed (or one line saying how), the cache
     built; returns (corpus text file, held-out sentences file, statistics)."""
     entries = selection(part)
