@@ -36,10 +36,10 @@ def evaluate(*args, check=True, env=None):
 def load_task_json(*args, env=None):
     """load_task(*args) in .venv-modern, as JSON."""
     out = modern("""
-        import json, sys
+        import dataclasses, json, sys
         from wrapper import eval_tasks
         args = [a or None for a in sys.argv[1:]]
-        print(json.dumps(eval_tasks.load_task(*args)))
+        print(json.dumps(dataclasses.asdict(eval_tasks.load_task(*args))))
         """, *args, env=env).stdout
     return json.loads(out)
 

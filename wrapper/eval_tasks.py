@@ -1,7 +1,7 @@
 """The fine-tuning tasks of `make evaluate`, each read into one plain shape.
 
-A task is a dict: name, kind ("classification" or "tagging"), metric (the main one),
-labels (the label names, train's order) and the train and dev examples:
+A task is a Task: name, kind ("classification" or "tagging"), metric (the main one), labels
+(the label names) and the train and dev examples, each a dict:
   classification  {"text": str, "text_pair": str or None, "label": str}
   tagging         {"tokens": [str], "tags": [str]}   (BIO tags, one per word)
 
@@ -20,6 +20,8 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
 
 from wrapper.cli import UserError
 from wrapper.text_packages import FORTUNES_DIR
@@ -46,8 +48,22 @@ HUB_TASKS = {
 }
 TASKS = ["fortunes-es"] + sorted(HUB_TASKS)
 
+Example = Dict[str, Any]
 
-def load_task(name, task_data=None, hub_dir=None, fortunes_dir=FORTUNES_DIR):
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str                 # "classification" or "tagging"
+    metric: str               # the main score: accuracy, macro-f1 or entity-f1
+    labels: List[str]         # the label (or BIO tag) names; a model's output ids follow them
+    train: List[Example]
+    dev: List[Example]
+    note: str                 # where the examples come from, for the report
+
+
+def load_task(name: str, task_data: Optional[str] = None, hub_dir: Optional[str] = None,
+              fortunes_dir: str = FORTUNES_DIR) -> Task:
     """The task `name`: from TASK_DATA when given, else built in."""
     if task_data:
         return local_task(name, task_data, HUB_TASKS.get(name, {}).get("metric"))
@@ -92,7 +108,7 @@ def fortunes_task(fortunes_dir=FORTUNES_DIR):
         example = {"text": text, "text_pair": None, "label": category}
         (dev if digest % FORTUNES_DEV_MODULO == 0 else train).append(example)
     dropped = sorted(c for c in counts if c not in kept)
-    return dict(name="fortunes-es", kind="classification", metric="macro-f1", labels=kept,
+    return Task(name="fortunes-es", kind="classification", metric="macro-f1", labels=kept,
                 train=train, dev=dev,
                 note="%d categories of %s (dropped, under %d fortunes: %s)" % (
                     len(kept), fortunes_dir, FORTUNES_MIN_PER_CATEGORY,
@@ -207,11 +223,11 @@ def local_task(name, directory, metric=None):
                                     "train.conll; every dev tag must be a train tag" % (
                                         paths["dev"], e["line"], tag))
         kind, metric = "tagging", "entity-f1"
-    return dict(name=name, kind=kind, metric=metric, labels=labels, train=train, dev=dev,
+    return Task(name=name, kind=kind, metric=metric, labels=labels, train=train, dev=dev,
                 note="TASK_DATA=%s" % directory)
 
 
-def require(module, who, alternative=""):
+def require(module: str, who: str, alternative: str = "") -> Any:
     """The module `module`, imported only for the tasks that need it (a lean image, such as
     the GPU one, lacks `datasets` and `seqeval`), or UserError saying who needs it."""
     import importlib
@@ -224,7 +240,7 @@ def require(module, who, alternative=""):
 
 # ---- the hub ----------------------------------------------------------------------------
 
-def hub_reachable(timeout=5.0):
+def hub_reachable(timeout: float = 5.0) -> bool:
     """Whether the hub's host answers at all: offline, `datasets` and `huggingface_hub` retry
     for half a minute and print a warning per try before failing."""
     import socket
@@ -280,6 +296,6 @@ def dataset_to_task(name, spec, train, dev):
             return [{"tokens": r[spec["tokens"]], "tags": [names[t] for t in r[spec["tags"]]]}
                     for r in split if r[spec["tokens"]]]
         labels = list(names)
-    return dict(name=name, kind=spec["kind"], metric=spec["metric"], labels=labels,
+    return Task(name=name, kind=spec["kind"], metric=spec["metric"], labels=labels,
                 train=rows(train), dev=rows(dev), note="%s (%s) from the hub" % (
                     spec["repo"], spec["config"]))

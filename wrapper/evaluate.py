@@ -35,6 +35,8 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
 
 from wrapper import eval_tasks, fsutil, locking, paths
 from wrapper.cli import UserError, fail, model_parser, positive_int, program_name, run_main
@@ -63,6 +65,36 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json")
 
 
 # ---- models -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EvaluatedModel:
+    """One model to fine-tune: its label in the report, its directory (config, tokenizer and
+    weights), and whether its weights are loaded (False: random init of its config)."""
+    label: str
+    directory: str
+    config: Any               # transformers' ElectraConfig
+    tokenizer: Any            # its tokenizer
+    pretrained: bool
+
+
+@dataclass
+class Evaluation:
+    """TASK.json: the task, the settings, every model's scores (model_entry: the model first,
+    then the baselines) and the model against each baseline (comparisons). Its fields in
+    this order are the file's keys."""
+    task: str
+    metric: str
+    note: str
+    train_examples: int
+    dev_examples: int
+    labels: List[str]
+    settings: Dict[str, Any]
+    majority_class: Optional[Dict[str, float]]
+    device: str
+    run: str                  # a run id, also in TASK.png's metadata
+    models: List[Dict[str, Any]] = field(default_factory=list)
+    comparisons: List[Dict[str, Any]] = field(default_factory=list)
+
 
 def quiet_transformers():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -146,9 +178,9 @@ def check_weights(task, directory, config, what):
 
 def new_model(task, directory, config, pretrained, loading_info=False):
     transformers = quiet_transformers()
-    cls = (transformers.ElectraForSequenceClassification if task["kind"] == "classification"
+    cls = (transformers.ElectraForSequenceClassification if task.kind == "classification"
            else transformers.ElectraForTokenClassification)
-    labels = task["labels"]
+    labels = task.labels
     extra = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
                  label2id={l: i for i, l in enumerate(labels)})
     if pretrained:
@@ -164,11 +196,11 @@ def new_model(task, directory, config, pretrained, loading_info=False):
 
 def encode(task, tokenizer, max_seq_length):
     """Features per split: input ids (truncated) and labels (-100: not scored)."""
-    label_id = {l: i for i, l in enumerate(task["labels"])}
+    label_id = {l: i for i, l in enumerate(task.labels)}
     encoded = {}
     for split in ("train", "dev"):
-        examples = task[split]
-        if task["kind"] == "classification":
+        examples = getattr(task, split)
+        if task.kind == "classification":
             has_pair = any(e["text_pair"] for e in examples)
             batch = tokenizer([e["text"] for e in examples],
                               [e["text_pair"] or "" for e in examples] if has_pair else None,
@@ -232,12 +264,12 @@ def collate(features, pad_id):
 
 def scores(task, gold, predicted):
     """{metric: value} for the task's main metric and accuracy beside it."""
-    if task["kind"] == "tagging":
+    if task.kind == "tagging":
         from seqeval.metrics import accuracy_score, f1_score
         return {"entity-f1": float(f1_score(gold, predicted)),
                 "accuracy": float(accuracy_score(gold, predicted))}
     from sklearn.metrics import accuracy_score, f1_score
-    labels = list(range(len(task["labels"])))
+    labels = list(range(len(task.labels)))
     return {"accuracy": float(accuracy_score(gold, predicted)),
             "macro-f1": float(f1_score(gold, predicted, labels=labels, average="macro",
                                        zero_division=0))}
@@ -245,12 +277,12 @@ def scores(task, gold, predicted):
 
 def majority_floor(task):
     """Scores of always answering train's most frequent label (classification only)."""
-    if task["kind"] != "classification":
+    if task.kind != "classification":
         return None
-    label_id = {l: i for i, l in enumerate(task["labels"])}
-    train = [label_id[e["label"]] for e in task["train"]]
+    label_id = {l: i for i, l in enumerate(task.labels)}
+    train = [label_id[e["label"]] for e in task.train]
     majority = max(set(train), key=train.count)
-    gold = [label_id[e["label"]] for e in task["dev"]]
+    gold = [label_id[e["label"]] for e in task.dev]
     return scores(task, gold, [majority] * len(gold))
 
 
@@ -258,14 +290,14 @@ def evaluate_dev(task, model, features, batch_size, pad_id):
     import torch
     model.eval()
     gold, predicted = [], []
-    names = task["labels"]
+    names = task.labels
     with torch.no_grad():
         for start in range(0, len(features), batch_size):
             chunk = features[start:start + batch_size]
             batch = collate(chunk, pad_id)
             labels = batch.pop("labels").cpu()
             logits = model(**batch).logits.cpu()
-            if task["kind"] == "classification":
+            if task.kind == "classification":
                 gold += labels.tolist()
                 predicted += logits.argmax(-1).tolist()
                 continue
@@ -383,12 +415,12 @@ def verdict(test, baseline, seeds):
 
 def comparisons(result):
     """The model (first) against each baseline, on the task's main metric."""
-    model, found = result["models"][0], []
-    for base in result["models"][1:]:
+    model, found = result.models[0], []
+    for base in result.models[1:]:
         name = "random init" if base["name"] == RANDOM_LABEL else base["name"]
         test = welch(model["scores"], base["scores"])
         seeds = min(len(model["scores"]), len(base["scores"]))
-        found.append(dict(model=model["name"], baseline=name, metric=result["metric"],
+        found.append(dict(model=model["name"], baseline=name, metric=result.metric,
                           seeds=[len(model["scores"]), len(base["scores"])],
                           test="Welch's t-test, two-sided", alpha=ALPHA,
                           verdict=verdict(test, name, seeds), **test))
@@ -416,33 +448,33 @@ def columns(rows):
 
 
 def results_table(result):
-    metric = result["metric"]
+    metric = result.metric
     rows = [("task", "metric", "model", "mean ± std", "seeds", "time", "device")]
-    for m in result["models"]:
-        rows.append((result["task"], METRIC_NAMES[metric], m["name"],
-                     "%.4f ± %.4f" % (m["mean"], m["std"]), str(len(m["scores"])),
-                     "%.0f s" % m["seconds"], result["device"]))
+    for model in result.models:
+        rows.append((result.task, METRIC_NAMES[metric], model["name"],
+                     "%.4f ± %.4f" % (model["mean"], model["std"]), str(len(model["scores"])),
+                     "%.0f s" % model["seconds"], result.device))
         if metric != "accuracy":
-            acc = m["accuracy"]
-            rows.append(("", "accuracy", "", "%.4f ± %.4f" % (acc["mean"], acc["std"]), "", "",
-                         ""))
-    if result.get("majority_class"):
-        floor = result["majority_class"]
-        rows.append((result["task"], METRIC_NAMES[metric], "majority class (floor)",
+            accuracy = model["accuracy"]
+            rows.append(("", "accuracy", "", "%.4f ± %.4f" % (accuracy["mean"], accuracy["std"]),
+                         "", "", ""))
+    if result.majority_class:
+        floor = result.majority_class
+        rows.append((result.task, METRIC_NAMES[metric], "majority class (floor)",
                      "%.4f" % floor[metric], "", "", ""))
         if metric != "accuracy":
             rows.append(("", "accuracy", "", "%.4f" % floor["accuracy"], "", "", ""))
     text = columns(rows)
-    if result["comparisons"]:
+    if result.comparisons:
         rows = [("model", "against", "difference of means", "95% CI (Welch)",
                  "p (Welch, two-sided)")]
-        for c in result["comparisons"]:
+        for c in result.comparisons:
             rows.append((c["model"], c["baseline"], "%+.4f" % c["difference"],
                          "[%+.4f, %+.4f]" % tuple(c["ci95"]) if c["ci95"] else "-",
                          format_p(c["p_value"]) if c["p_value"] is not None else "-"))
         text += "\n\n" + columns(rows) + "\n" + "\n".join(
             "verdict: %s against %s: %s" % (c["model"], c["baseline"], c["verdict"])
-            for c in result["comparisons"])
+            for c in result.comparisons)
     return text
 
 
@@ -451,27 +483,27 @@ def plot(result, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    metric = result["metric"]
+    metric = result.metric
     figure, axes = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for color, m in zip(colors, result["models"]):
-        for i, curve in enumerate(m["curves"]):
+    for color, model in zip(colors, result.models):
+        for number, curve in enumerate(model["curves"]):
             axes.plot(range(1, len(curve) + 1), [c[metric] for c in curve], marker="o",
-                      color=color, alpha=0.8, label=m["name"] if i == 0 else None)
-    if result.get("majority_class"):
-        axes.axhline(result["majority_class"][metric], color="gray", linestyle="--",
+                      color=color, alpha=0.8, label=model["name"] if number == 0 else None)
+    if result.majority_class:
+        axes.axhline(result.majority_class[metric], color="gray", linestyle="--",
                      label="majority class")
     axes.set_xlabel("epoch")
     axes.set_ylabel("dev %s" % METRIC_NAMES[metric])
-    axes.set_title("\n".join(["%s: one line per model and seed" % result["task"]] + [
+    axes.set_title("\n".join(["%s: one line per model and seed" % result.task] + [
         "minus %s: %s; %s" % (c["baseline"], describe_comparison(c),
-                                c["verdict"].split(" (p")[0]) for c in result["comparisons"]]),
+                                c["verdict"].split(" (p")[0]) for c in result.comparisons]),
         fontsize=9)
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100, format="png", metadata={"Description": "run " + result["run"]})
+    figure.savefig(path, dpi=100, format="png", metadata={"Description": "run " + result.run})
     plt.close(figure)
 
 
@@ -562,7 +594,7 @@ def write_pair(result, json_path, png_path):
         with fsutil.atomic_file(png_path, "wb", rename=False) as f:
             plot(result, f)
         with fsutil.atomic_file(json_path, rename=False) as f:
-            f.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+            f.write(json.dumps(asdict(result), indent=2, ensure_ascii=False) + "\n")
     except OSError as e:
         if os.path.exists(fsutil.partial_path(png_path)):
             os.remove(fsutil.partial_path(png_path))
@@ -589,11 +621,11 @@ def digest_files(directory, names):
 def seed_key(task, settings, directory, pretrained):
     """What a seed's result depends on: the task's examples, the settings, the model's files
     (weights only when pretrained), the device kind. A kept seed is reused only when equal."""
-    data = hashlib.sha256(json.dumps([task["labels"], task["train"], task["dev"]],
+    data = hashlib.sha256(json.dumps([task.labels, task.train, task.dev],
                                      sort_keys=True).encode("utf-8")).hexdigest()
     names = ["config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
              "special_tokens_map.json"] + (list(WEIGHT_FILES) if pretrained else [])
-    text = json.dumps(dict(task=task["name"], metric=task["metric"], data=data,
+    text = json.dumps(dict(task=task.name, metric=task.metric, data=data,
                            settings=settings, model=digest_files(directory, names),
                            pretrained=pretrained, device=device().type), sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -691,36 +723,37 @@ def main(argv=None):
                  for b in split_baselines(arg)]
     task = eval_tasks.load_task(args.task, args.task_data or None, args.hub_dir or None,
                                 args.fortunes_dir)
-    if task["kind"] == "tagging":
-        eval_tasks.require("seqeval", "TASK=%s is scored (entity F1)" % task["name"])
-    settings = dict(DEFAULTS.get(task["name"], DEFAULTS[task["kind"]]))
+    if task.kind == "tagging":
+        eval_tasks.require("seqeval", "TASK=%s is scored (entity F1)" % task.name)
+    settings = dict(DEFAULTS.get(task.name, DEFAULTS[task.kind]))
     for key in settings:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    if not re.match(r"^[\w.-]+$", task["name"]):
+    if not re.match(r"^[\w.-]+$", task.name):
         raise UserError("TASK %r names the result file; use letters, digits, '.', '-', '_'"
-                        % task["name"])
+                        % task.name)
 
     # Every model is found and checked before the first one trains.
     model_source = args.model or paths.hf_dir(args.data_dir, args.model_name, "discriminator")
     main_dir = resolve_source(model_source, "model")
     main_config, main_tokenizer = load_config_and_tokenizer(main_dir, "model")
-    runs = [(args.model or args.model_name, main_dir, main_config, main_tokenizer, True)]
+    runs = [EvaluatedModel(args.model or args.model_name, main_dir, main_config, main_tokenizer,
+                           True)]
     for baseline in baselines:
         if baseline == "random":
-            runs.append((RANDOM_LABEL, main_dir, main_config, main_tokenizer, False))
+            runs.append(EvaluatedModel(RANDOM_LABEL, main_dir, main_config, main_tokenizer, False))
             continue
         directory = resolve_source(baseline, "baseline")
         config, tokenizer = load_config_and_tokenizer(directory, "baseline")
-        runs.append((baseline, directory, config, tokenizer, True))
-    for number, (label, directory, config, _, pretrained) in enumerate(runs):
-        if settings["max_seq_length"] > config.max_position_embeddings:
+        runs.append(EvaluatedModel(baseline, directory, config, tokenizer, True))
+    for number, run in enumerate(runs):
+        positions = run.config.max_position_embeddings
+        if settings["max_seq_length"] > positions:
             raise UserError("--max-seq-length %d is more than %s's %d positions "
                             "(max_position_embeddings); give at most %d" % (
-                                settings["max_seq_length"], directory,
-                                config.max_position_embeddings, config.max_position_embeddings))
-        if pretrained:
-            check_weights(task, directory, config, "baseline" if number else "model")
+                                settings["max_seq_length"], run.directory, positions, positions))
+        if run.pretrained:
+            check_weights(task, run.directory, run.config, "baseline" if number else "model")
 
     out_dir = results_dir(args.data_dir, args.model_name, args.model)
     check_writable(out_dir)
@@ -736,24 +769,24 @@ def evaluate(task, settings, runs, seeds, threads, out_dir):
     if threads:
         torch.set_num_threads(threads)
     quiet_matplotlib()
-    seeds_dir = os.path.join(out_dir, task["name"] + ".seeds")
+    seeds_dir = os.path.join(out_dir, task.name + ".seeds")
     print("%s: %s; %d train / %d dev examples; %s; seeds %d; %s; on %s" % (
-        task["name"], task["note"], len(task["train"]), len(task["dev"]),
-        METRIC_NAMES[task["metric"]], seeds,
+        task.name, task.note, len(task.train), len(task.dev),
+        METRIC_NAMES[task.metric], seeds,
         ", ".join("%s %s" % (k.replace("_", " "), v) for k, v in sorted(settings.items())),
         device_name()))
     sys.stdout.flush()
-    result = dict(task=task["name"], metric=task["metric"], note=task["note"],
-                  train_examples=len(task["train"]), dev_examples=len(task["dev"]),
-                  labels=task["labels"], settings=settings, majority_class=majority_floor(task),
-                  device=device_name(), run="%s-%d" % (time.strftime("%Y%m%dT%H%M%S"),
-                                                       os.getpid()),
-                  models=[])
+    result = Evaluation(task=task.name, metric=task.metric, note=task.note,
+                        train_examples=len(task.train), dev_examples=len(task.dev),
+                        labels=task.labels, settings=settings,
+                        majority_class=majority_floor(task), device=device_name(),
+                        run="%s-%d" % (time.strftime("%Y%m%dT%H%M%S"), os.getpid()))
     encodings = {}   # by tokenizer: random init shares the model's, encoded once
     finished = 0
     try:
-        for label, directory, config, tokenizer, pretrained in runs:
-            key = seed_key(task, settings, directory, pretrained)
+        for run in runs:
+            label, directory, tokenizer = run.label, run.directory, run.tokenizer
+            key = seed_key(task, settings, directory, run.pretrained)
             records = []
             for seed in range(1, seeds + 1):
                 path = seed_file(seeds_dir, label, seed)
@@ -768,7 +801,7 @@ def evaluate(task, settings, runs, seeds, threads, out_dir):
                                                           settings["max_seq_length"])
                     start = time.time()
                     curve, losses = fine_tune(task, encodings[id(tokenizer)], directory,
-                                              config, pretrained, seed, settings,
+                                              run.config, run.pretrained, seed, settings,
                                               tokenizer.pad_token_id, label)
                     record = dict(key=key, model=label, seed=seed, curve=curve,
                                   train_loss=losses, seconds=time.time() - start,
@@ -776,15 +809,15 @@ def evaluate(task, settings, runs, seeds, threads, out_dir):
                     keep_seed(path, record)
                     finished += 1
                 records.append(record)
-            result["models"].append(model_entry(task, label, directory, pretrained, records))
+            result.models.append(model_entry(task, label, directory, run.pretrained, records))
     except KeyboardInterrupt:
         kept = len(glob.glob(os.path.join(seeds_dir, "*-seed*.json")))
         fail(program_name(), "interrupted; %s: run the same command again to go on from them" % (
             "%d finished seed(s) are kept in %s" % (kept, seeds_dir) if kept
             else "no seed had finished"), 130)
-    result["comparisons"] = comparisons(result)
-    json_path = os.path.join(out_dir, task["name"] + ".json")
-    png_path = os.path.join(out_dir, task["name"] + ".png")
+    result.comparisons = comparisons(result)
+    json_path = os.path.join(out_dir, task.name + ".json")
+    png_path = os.path.join(out_dir, task.name + ".png")
     write_pair(result, json_path, png_path)
     shutil.rmtree(seeds_dir, ignore_errors=True)   # the pair now holds every seed
     print(results_table(result))
@@ -804,7 +837,7 @@ def model_entry(task, label, directory, pretrained, records):
     for metric in sorted(final[0]):
         values = [f[metric] for f in final]
         mean, std = summary(values)
-        if metric == task["metric"]:
+        if metric == task.metric:
             entry.update(mean=mean, std=std, scores=values)
         else:
             entry[metric] = dict(mean=mean, std=std, scores=values)
