@@ -365,9 +365,9 @@ def test_model_card_reports_eval_metrics(tmp_path):
     os.makedirs(results)
     with open(os.path.join(results, "unsup_results.txt"), "w") as f:
         f.write("  disc_auc = 0.61\n  masked_lm_accuracy = 0.052\n  global_step = 40\n")
-    run_config, hparams, source = checkpoint_layout.load_run_config(root, MODEL_NAME)
+    run = checkpoint_layout.load_run_config(root, MODEL_NAME)
     card = hf_export.model_card("discriminator", MODEL_NAME, TINY_CONFIGS["discriminator"],
-                             run_config, hparams, source, 40, 8000, False, root)
+                                run, 40, 8000, False, root)
     assert "| disc_auc | 0.61 |" in card and "| masked_lm_accuracy | 0.052 |" in card
 
 

@@ -7,6 +7,8 @@ wrapper.hf_export) and verify's TF logits (wrapper.tf_logits) share.
 import collections
 import os
 import re
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 from wrapper import paths, tf_checkpoint
 from wrapper.cli import UserError
@@ -81,8 +83,17 @@ def latest_checkpoint(data_dir, model_name):
     return tf_checkpoint.resolve_checkpoint(model_dir)
 
 
-def load_run_config(data_dir, model_name):
-    """(the run's resolved PretrainingConfig, its hparams as given, their source)."""
+@dataclass(frozen=True)
+class TrainedRun:
+    """What a pretraining run was trained with: the trainer's resolved configuration, the
+    hparams as given, and the file they came from (None: no hparams.json, the defaults)."""
+    config: Any                    # configure_pretraining.PretrainingConfig
+    hparams: Dict[str, Any]
+    hparams_file: Optional[str]
+
+
+def load_run_config(data_dir: str, model_name: str) -> TrainedRun:
+    """The run of DATA_DIR/models/MODEL_NAME, as DATA_DIR/hparams.json describes it."""
     source = paths.hparams_file(data_dir)
     if os.path.isfile(source):
         try:
@@ -94,7 +105,7 @@ def load_run_config(data_dir, model_name):
     else:
         hparams, source = {}, None
         run_config = configure_pretraining.PretrainingConfig(model_name, data_dir)
-    return run_config, hparams, source
+    return TrainedRun(run_config, hparams, source)
 
 
 def _layers(shapes, scope):

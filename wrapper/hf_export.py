@@ -48,8 +48,9 @@ def read_eval_results(path):
     return results
 
 
-def model_card(network, model_name, hf_config, run_config, hparams, hparams_source, step,
-               vocab_size, do_lower_case, data_dir):
+def model_card(network, model_name, hf_config, run, step, vocab_size, do_lower_case,
+               data_dir):
+    run_config, hparams, hparams_source = run.config, run.hparams, run.hparams_file
     cls = convert.MODEL_CLASS[network]
     lines = [
         "---", "language: es", "tags:", "- electra", "- %s" % network, "---", "",
@@ -116,14 +117,16 @@ def model_card(network, model_name, hf_config, run_config, hparams, hparams_sour
 
 def export(data_dir, model_name, log=print):
     prefix = checkpoint_layout.latest_checkpoint(data_dir, model_name)
-    run_config, hparams, source = checkpoint_layout.load_run_config(data_dir, model_name)
+    run = checkpoint_layout.load_run_config(data_dir, model_name)
+    run_config = run.config
     vocab_path = paths.vocab_file(data_dir)
     if not os.path.isfile(vocab_path):
         raise UserError("%s is missing; the converted model needs the pretraining vocab"
                         % vocab_path)
     vocab = hf_tokenizer.read_vocab(vocab_path)
     shapes = tf_checkpoint.read_shapes(prefix)
-    hf_configs = checkpoint_layout.derive_hf_configs(run_config, shapes, vocab["[PAD]"], source)
+    hf_configs = checkpoint_layout.derive_hf_configs(run_config, shapes, vocab["[PAD]"],
+                                                    run.hparams_file)
     vocab_lines = max(vocab.values()) + 1
     embedding_rows = next(iter(hf_configs.values()))["vocab_size"]
     if vocab_lines != embedding_rows:
@@ -149,8 +152,8 @@ def export(data_dir, model_name, log=print):
                     partial, vocab_path, do_lower_case, strip_accents=True,
                     max_length=hf_config["max_position_embeddings"])
                 with open(os.path.join(partial, "README.md"), "w", encoding="utf-8") as f:
-                    f.write(model_card(network, model_name, hf_config, run_config, hparams,
-                                       source, step, vocab_lines, do_lower_case, data_dir))
+                    f.write(model_card(network, model_name, hf_config, run, step,
+                                       vocab_lines, do_lower_case, data_dir))
         except Exception as e:   # pylint: disable=broad-except
             full = fsutil.disk_full_error(fsutil.os_error_behind(e), os.path.dirname(out),
                                           what="the %s's Hugging Face model" % network)

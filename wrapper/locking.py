@@ -29,6 +29,8 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
+from typing import List, Optional
 
 from wrapper import paths
 from wrapper.fsutil import pid_alive
@@ -236,11 +238,19 @@ def held(path, what, shared=False, **kwargs):
         lock.release()
 
 
-def stage_locks(data_dir, model_name=None):
-    """[(lock file, what, shared)] for a stage on the data dir, or on a model when named."""
+@dataclass(frozen=True)
+class StageLock:
+    path: str          # the lock file
+    what: str          # what it guards, in words, for the message naming its holder
+    shared: bool       # several readers at once; a writer waits for them
+
+
+def stage_locks(data_dir: str, model_name: Optional[str] = None) -> List[StageLock]:
+    """The locks of a stage on the data dir, or on a model when named."""
     data_what = "data directory %s" % data_dir
     if model_name:
-        return [(model_lock_file(data_dir, model_name),
-                 "model directory %s" % paths.model_dir(data_dir, model_name), False),
-                (data_lock_file(data_dir), data_what + " (its TFRecords and vocab)", True)]
-    return [(data_lock_file(data_dir), data_what + " (its stage outputs)", False)]
+        return [StageLock(model_lock_file(data_dir, model_name),
+                          "model directory %s" % paths.model_dir(data_dir, model_name), False),
+                StageLock(data_lock_file(data_dir), data_what + " (its TFRecords and vocab)",
+                          True)]
+    return [StageLock(data_lock_file(data_dir), data_what + " (its stage outputs)", False)]

@@ -23,9 +23,9 @@ is wrapper/paths.py's.
 Before any lock or directory is made, every setting is checked once per run (check_values:
 each setting's own check), then what each stage needs of DATA_DIR, MODEL_NAME and ELECTRA_DIR
 (check_settings); each command gets its values as `--opt=value` (free text after `--`), so no
-value becomes an option. Before a stage runs, the earlier stages it reads from must still be what the current
-settings make and whole: hparams is made again on the way, another stage is named
-(bring_upstream_up_to_date).
+value becomes an option. Before a stage runs, the earlier stages it reads from must still be
+what the current settings make and whole: hparams is made again on the way, another stage is
+named (bring_upstream_up_to_date).
 """
 import argparse
 import collections
@@ -425,10 +425,10 @@ def take_locks(name, values, stack):
     kind = STAGES[name].lock
     if kind is None:
         return
-    for path, what, shared in locking.stage_locks(
+    for stage_lock in locking.stage_locks(
             values["DATA_DIR"], values["MODEL_NAME"] if kind == "model" else None):
         lock = stack.enter_context(locking.held(
-            path, what, shared=shared, label="make %s" % name,
+            stage_lock.path, stage_lock.what, shared=stage_lock.shared, label="make %s" % name,
             command="python -m wrapper.pipeline %s" % name))
         if lock.fd is not None:
             # The commands inherit the lock: it lasts as long as they do, even if this

@@ -11,6 +11,8 @@ for a cased model; the tutorial's `do_lower_case=False` call stripped them). A s
 longer than the model's positions (512 for ELECTRA-small) is cut there, with a note.
 """
 import os
+from dataclasses import dataclass
+from typing import List
 
 from wrapper.cli import ArgumentParser, UserError, run_main
 
@@ -42,9 +44,17 @@ def load(model_dir):
     return tokenizer, model
 
 
-def predict(tokenizer, model, sentence):
-    """(tokens, 0/1 predictions, probabilities) for every position, [CLS]/[SEP] included,
-    and the number of tokens cut off the end (0 when the sentence fits the model)."""
+@dataclass(frozen=True)
+class Prediction:
+    """The discriminator's verdict on every position, [CLS]/[SEP] included."""
+    tokens: List[str]
+    predictions: List[int]        # 1: replaced (logit > 0), 0: original
+    probabilities: List[float]    # that the token was replaced
+    cut: int                      # tokens cut off the end (0 when the sentence fits the model)
+
+
+def predict(tokenizer, model, sentence: str) -> Prediction:
+    """The discriminator on `sentence`, cut to the model's positions."""
     import torch
     ids = tokenizer.encode(sentence)
     limit = model.config.max_position_embeddings
@@ -55,7 +65,8 @@ def predict(tokenizer, model, sentence):
         out = model(torch.tensor([ids], dtype=torch.long))
     logits = (out[0] if isinstance(out, (tuple, list)) else out.logits).reshape(-1)
     tokens = tokenizer.convert_ids_to_tokens(ids)
-    return tokens, (logits > 0).long().tolist(), torch.sigmoid(logits).tolist(), cut
+    return Prediction(tokens, (logits > 0).long().tolist(), torch.sigmoid(logits).tolist(),
+                      cut)
 
 
 LEGEND = ("row 1: tokens; row 2: verdict, 1 = replaced, 0 = original (logit > 0); "
@@ -75,13 +86,13 @@ def table(tokens, predictions, probabilities):
     ])
 
 
-def top_position(tokens, probabilities):
+def top_position(tokens: List[str], probabilities: List[float]) -> int:
     """The most likely replaced token, [CLS] and [SEP] aside (never replaced in training)."""
     inner = range(1, len(tokens) - 1) if len(tokens) > 2 else range(len(tokens))
     return max(inner, key=lambda i: probabilities[i])
 
 
-def top_word(tokens, position):
+def top_word(tokens: List[str], position: int) -> str:
     """The whole word around a word piece ("hablan ##do" -> "hablando")."""
     start, end = position, position + 1
     while start > 0 and tokens[start].startswith("##"):
@@ -106,12 +117,13 @@ def main(argv=None):
     if not args.sentence.strip():
         raise UserError("the sentence is empty; pass one, e.g. \"Los pájaros están hablando\"")
     tokenizer, model = load(args.model_dir)
-    tokens, predictions, probabilities, cut = predict(tokenizer, model, args.sentence)
+    prediction = predict(tokenizer, model, args.sentence)
+    tokens, probabilities, cut = prediction.tokens, prediction.probabilities, prediction.cut
     if cut:
         print("note: the sentence has %d tokens, more than the model's %d positions; the "
               "last %d are cut off" % (len(tokens) + cut, len(tokens), cut))
     print(LEGEND)
-    print(table(tokens, predictions, probabilities))
+    print(table(tokens, prediction.predictions, probabilities))
     top = top_position(tokens, probabilities)
     print("most likely replaced: %s (token %s, p = %.2f)" % (
         top_word(tokens, top), tokens[top], probabilities[top]))

@@ -71,7 +71,8 @@ def pieces(tokenizer, text):
 def check(tokenizer, model, words, position, replacement):
     """The discriminator on the sentence with words[position] replaced: a result dict."""
     changed = words[:position] + [replacement] + words[position + 1:]
-    tokens, _, probabilities, _ = predict.predict(tokenizer, model, " ".join(changed))
+    prediction = predict.predict(tokenizer, model, " ".join(changed))
+    tokens, probabilities = prediction.tokens, prediction.probabilities
     top = predict.top_position(tokens, probabilities)
     # The replacement's pieces: the tokens after [CLS] and the words before it (WordPiece
     # splits on whitespace first, so the words before it give the same pieces alone).

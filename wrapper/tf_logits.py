@@ -106,10 +106,11 @@ def compute(data_dir, model_name):
     prefix = checkpoint_layout.latest_checkpoint(data_dir, model_name)
     tf_checkpoint.check_whole(prefix)    # TF's restore would stop on a damaged file with a traceback
     shapes = tf_checkpoint.read_shapes(prefix)
-    run_config, _, source = checkpoint_layout.load_run_config(data_dir, model_name)
+    run = checkpoint_layout.load_run_config(data_dir, model_name)
+    run_config = run.config
     vocab_path = paths.vocab_file(data_dir)
     hf_configs = checkpoint_layout.derive_hf_configs(
-        run_config, shapes, hf_tokenizer.read_vocab(vocab_path)["[PAD]"], source)
+        run_config, shapes, hf_tokenizer.read_vocab(vocab_path)["[PAD]"], run.hparams_file)
     networks = list(hf_configs)
     tokenizer = tokenization.FullTokenizer(vocab_path, do_lower_case=run_config.do_lower_case,
                                            strip_accents=True)
