@@ -5,6 +5,7 @@ with exit status 2 and no traceback (DEVELOPERS.md). <program> is the module's o
 (`corpus` for `python -m wrapper.corpus`), as the Make stage of the same name says it.
 """
 import argparse
+from typing import Callable, NoReturn, Optional
 import os
 import sys
 
@@ -19,7 +20,7 @@ def main_command():
     return "python -m " + spec.name if spec else os.path.basename(sys.argv[0])
 
 
-def program_name(prog=None):
+def program_name(prog: Optional[str] = None) -> str:
     """The name on an error line: the last part of the module's name in `prog` (default:
     main_command()), `corpus` for `python -m wrapper.corpus`."""
     return (prog or main_command()).split()[-1].rsplit(".", 1)[-1]
@@ -37,7 +38,7 @@ class ArgumentParser(argparse.ArgumentParser):
         fail(program_name(self.prog), "%s (see --help)" % message)
 
 
-def model_parser(prog, description):
+def model_parser(prog: str, description: str) -> ArgumentParser:
     """The command line of a step on one trained model: --data-dir D --model-name N."""
     parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("--data-dir", required=True)
@@ -45,7 +46,7 @@ def model_parser(prog, description):
     return parser
 
 
-def positive_int(text, name, most=None):
+def positive_int(text: str, name: str, most: Optional[int] = None) -> int:
     """A command-line count such as TRAIN_SIZE=1000 (no sign, no fraction), at most `most`
     when given, or UserError."""
     digits = str(text).strip()
@@ -66,12 +67,12 @@ def positive_int(text, name, most=None):
     return value
 
 
-def fail(program, message, status=2):
+def fail(program: str, message: str, status: int = 2) -> NoReturn:
     sys.stderr.write("%s: error: %s\n" % (program, message))
     sys.exit(status)
 
 
-def run_main(main, program=None):
+def run_main(main: Callable[[], Optional[int]], program: Optional[str] = None) -> None:
     """Calls main(); turns UserError (and Ctrl-C) into one line and a non-zero exit, named
     `program` (default: program_name())."""
     program = program or program_name()

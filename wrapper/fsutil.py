@@ -15,12 +15,13 @@ import hashlib
 import json
 import os
 import shutil
+from typing import IO, Any, Callable, Iterator, List, Optional
 
 from wrapper import paths
 from wrapper.cli import UserError
 
 
-def foreign_files(directory, owned):
+def foreign_files(directory: str, owned: Callable[[str], bool]) -> List[str]:
     """Files under `directory` (relative paths) for which owned(relpath) is false."""
     found = []
     for root, dirs, files in os.walk(directory):
@@ -31,7 +32,7 @@ def foreign_files(directory, owned):
     return sorted(found)
 
 
-def refuse_foreign(directory, owned, what):
+def refuse_foreign(directory: str, owned: Callable[[str], bool], what: str) -> None:
     if os.path.isdir(directory):
         foreign = foreign_files(directory, owned)
         if foreign:
@@ -48,7 +49,7 @@ def _partial_name(final):
     return os.path.join(parent, ".%s.partial-%d" % (base, os.getpid()))
 
 
-def pid_alive(pid):
+def pid_alive(pid: int) -> bool:
     """Whether process `pid` exists (one owned by another user counts as alive)."""
     try:
         os.kill(pid, 0)
@@ -88,7 +89,8 @@ def remove_stale_partials(final):
 
 
 @contextlib.contextmanager
-def atomic_output_dir(final, owned, what="output directory"):
+def atomic_output_dir(final: str, owned: Callable[[str], bool],
+                      what: str = "output directory") -> Iterator[str]:
     """Yields a fresh directory to fill; on success it becomes `final`.
 
     `owned(relpath)` says which files of an existing `final` this stage may replace.
@@ -122,14 +124,14 @@ def fsync_tree(directory):
                 os.fsync(f.fileno())
 
 
-def human_bytes(n):
+def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return "%.1f %s" % (n, unit) if unit != "B" else "%d B" % n
         n /= 1024.0
 
 
-def disk_full_reason(error, directory, doing=""):
+def disk_full_reason(error: OSError, directory: str, doing: str = "") -> Optional[str]:
     """For a write that failed for lack of room, `no space left on the device [DOING] in DIR
     (X free of Y)` (a quota, EDQUOT: `disk quota exceeded ...`); None for any other error.
     The one wording of a full disk; callers add what was lost and how to go on."""
@@ -146,13 +148,13 @@ def disk_full_reason(error, directory, doing=""):
                              directory, free)
 
 
-def partial_path(path):
+def partial_path(path: str) -> str:
     """Where a file is written before it is renamed onto `path`: `PATH.partial-PID`."""
     return "%s.partial-%d" % (path, os.getpid())
 
 
 @contextlib.contextmanager
-def atomic_file(path, mode="w", rename=True):
+def atomic_file(path: str, mode: str = "w", rename: bool = True) -> Iterator[IO]:
     """Yields a file open for writing at partial_path(path); when the block ends it is synced
     to the disk and (rename=True) renamed onto `path`: readers see the old file or the new,
     never half of one. On any error (a full disk, Ctrl-C) the partial is removed.
@@ -171,19 +173,19 @@ def atomic_file(path, mode="w", rename=True):
         os.replace(tmp, path)
 
 
-def atomic_write_text(path, text):
+def atomic_write_text(path: str, text: str) -> None:
     """Writes `path` (UTF-8) through atomic_file."""
     with atomic_file(path) as f:
         f.write(text)
 
 
-def atomic_write_bytes(path, data):
+def atomic_write_bytes(path: str, data: bytes) -> None:
     """Writes `path` through atomic_file."""
     with atomic_file(path, "wb") as f:
         f.write(data)
 
 
-def os_error_behind(error):
+def os_error_behind(error: BaseException) -> Optional[OSError]:
     """The OSError behind a failed write: torch.save and safetensors report a full disk as
     their own errors, carrying only the system's text ("... No space left on device")."""
     if isinstance(error, OSError):
@@ -194,7 +196,9 @@ def os_error_behind(error):
     return None
 
 
-def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
+def disk_full_error(error: Optional[BaseException], directory: str,
+                    needed_bytes: Optional[int] = None,
+                    what: str = "the corpus") -> Optional[UserError]:
     """UserError for a write of `what` that failed for lack of space (ENOSPC, EDQUOT), saying
     what to do; None for any other error."""
     reason = disk_full_reason(error, directory, "writing " + what)
@@ -204,7 +208,7 @@ def disk_full_error(error, directory, needed_bytes=None, what="the corpus"):
         reason, "; it needs up to %s" % human_bytes(needed_bytes) if needed_bytes else ""))
 
 
-def read_json(path):
+def read_json(path: str) -> Any:
     """The JSON in `path`, or None when it is absent or unreadable."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -223,7 +227,7 @@ def text_digest(text):
     return "sha256=" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_owned_text(data_dir, path, text):
+def write_owned_text(data_dir: str, path: str, text: str) -> None:
     """Writes `path` atomically, noting first that the pipeline wrote it.
 
     The note comes before the rename and keeps the previous content's digest too, so a kill
@@ -239,7 +243,7 @@ def write_owned_text(data_dir, path, text):
     atomic_write_text(path, text)
 
 
-def check_replaceable(data_dir, path, hint):
+def check_replaceable(data_dir: str, path: str, hint: str) -> None:
     """Raises UserError if `path` exists and is not a file the pipeline wrote there."""
     if not os.path.lexists(path):
         return

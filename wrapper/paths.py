@@ -6,6 +6,7 @@ dir; the rest is ours.
 import os
 import re
 import stat
+from typing import Optional
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ELECTRA_DIR = os.path.join(REPO_ROOT, "third_party", "electra")   # our implementation
@@ -23,7 +24,7 @@ MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 MODEL_NAME_MAX = 200
 
 
-def check_model_name(model_name):
+def check_model_name(model_name: str) -> str:
     """Raises UserError unless MODEL_NAME is one plain path component."""
     if not MODEL_NAME_PATTERN.match(model_name or ""):
         from wrapper.cli import UserError
@@ -37,7 +38,7 @@ def check_model_name(model_name):
     return model_name
 
 
-def kind_of(path):
+def kind_of(path: str) -> Optional[str]:
     """'directory', 'regular file', 'FIFO (named pipe)', ... or None when absent."""
     try:
         mode = os.stat(path).st_mode
@@ -51,7 +52,7 @@ def kind_of(path):
     return "special file"
 
 
-def check_directory(path, what, must_exist=False):
+def check_directory(path: str, what: str, must_exist: bool = False) -> None:
     """Raises UserError when `path` is something other than a directory (or absent, when
     must_exist), saying what it is."""
     from wrapper.cli import UserError
@@ -63,7 +64,7 @@ def check_directory(path, what, must_exist=False):
     return path
 
 
-def check_path_value(path, what):
+def check_path_value(path: str, what: str) -> None:
     """Raises UserError for a path no command should be given: one starting with '-' (a
     command would read it as an option), or one longer than the file system allows."""
     from wrapper.cli import UserError
@@ -92,7 +93,7 @@ def check_path_value(path, what):
     return path
 
 
-def read_only(path):
+def read_only(path: str) -> bool:
     """True when nothing can be written in `path` (or, if absent, its nearest existing
     parent): a read-only mount, or permissions this user lacks."""
     path = os.path.abspath(path)
@@ -101,61 +102,64 @@ def read_only(path):
     return not os.access(path, os.W_OK)
 
 
-def corpus_dir(data_dir):          # normalized text, one file per builder process
+def corpus_dir(data_dir: str) -> str:          # normalized text, one file per builder process
     return os.path.join(data_dir, "corpus")
 
 
-def corpus_stats_file(data_dir):   # beside corpus/: the builder reads every file inside it
+# beside corpus/: the builder reads every file inside it
+def corpus_stats_file(data_dir: str) -> str:
     return os.path.join(data_dir, "corpus-stats.json")
 
 
-def corpus_heldout_file(data_dir):  # CORPUS=debian-es: sentences kept out of the corpus
+def corpus_heldout_file(data_dir: str) -> str:  # CORPUS=debian-es: sentences kept out of the corpus
     return os.path.join(data_dir, "corpus-heldout.txt")
 
 
-def debian_cache_dir(data_dir):    # CORPUS=debian-es: the text extracted from the packages
+# CORPUS=debian-es: the text extracted from the packages
+def debian_cache_dir(data_dir: str) -> str:
     return os.path.join(data_dir, ".cache", "debian-es")
 
 
-def downloads_dir(data_dir):       # raw downloads (OpenSubtitles), resumable
+def downloads_dir(data_dir: str) -> str:       # raw downloads (OpenSubtitles), resumable
     return os.path.join(data_dir, "downloads")
 
 
-def vocab_file(data_dir):          # fixed by the reference's run_pretraining.py
+def vocab_file(data_dir: str) -> str:          # fixed by the reference's run_pretraining.py
     return os.path.join(data_dir, "vocab.txt")
 
 
-def hparams_file(data_dir):
+def hparams_file(data_dir: str) -> str:
     return os.path.join(data_dir, "hparams.json")
 
 
-def tfrecords_dir(data_dir):       # fixed by the reference's run_pretraining.py
+def tfrecords_dir(data_dir: str) -> str:       # fixed by the reference's run_pretraining.py
     return os.path.join(data_dir, "pretrain_tfrecords")
 
 
-def model_dir(data_dir, model_name):  # fixed by the reference's run_pretraining.py
+def model_dir(data_dir: str, model_name: str) -> str:  # fixed by the reference's run_pretraining.py
     check_model_name(model_name)
     return os.path.join(data_dir, "models", model_name)
 
 
-def hf_dir(data_dir, model_name, network):  # network: discriminator | generator
+# network: discriminator | generator
+def hf_dir(data_dir: str, model_name: str, network: str) -> str:
     return os.path.join(model_dir(data_dir, model_name), "hf", network)
 
 
-def cache_dir(data_dir):           # scratch files of ours, never in a model directory
+def cache_dir(data_dir: str) -> str:           # scratch files of ours, never in a model directory
     return os.path.join(data_dir, ".cache")
 
 
-def tf_logits_file(data_dir, model_name):  # verify's TF logits (wrapper.tf_logits)
+def tf_logits_file(data_dir: str, model_name: str) -> str:  # verify's TF logits (wrapper.tf_logits)
     return os.path.join(cache_dir(data_dir), "verify", check_model_name(model_name),
                         "tf-logits.npz")
 
 
-def evaluation_dir(data_dir, model_name):  # make evaluate's TASK.json and TASK.png
+def evaluation_dir(data_dir: str, model_name: str) -> str:  # make evaluate's TASK.json and TASK.png
     return os.path.join(model_dir(data_dir, model_name), "evaluation")
 
 
-def external_evaluation_dir(data_dir, model):
+def external_evaluation_dir(data_dir: str, model: str) -> str:
     """make evaluate MODEL=path-or-hub-id: results outside models/ (a directory there, made
     before pretraining, would be taken for a model directory this pipeline did not start).
     A hub id keeps its name (owner--name); a path its last parts and a digest of the whole."""
@@ -170,6 +174,6 @@ def external_evaluation_dir(data_dir, model):
     return os.path.join(data_dir, "evaluation", name)
 
 
-def stages_dir(data_dir):          # completion records of the Make stages
+def stages_dir(data_dir: str) -> str:          # completion records of the Make stages
     return os.path.join(data_dir, ".stages")
 

@@ -28,6 +28,7 @@ import os
 import stat
 import struct
 import time
+from typing import Mapping, Optional, Sequence
 
 from wrapper import fsutil, paths, supervise
 from wrapper.cli import UserError
@@ -113,7 +114,7 @@ def continuation_fingerprint(inputs, variables, data_dir, may_change):
     return hashlib.sha256(text.encode("utf-8")).hexdigest(), details
 
 
-def record_path(data_dir, stage, kind="done"):
+def record_path(data_dir: str, stage: str, kind: str = "done") -> str:
     return os.path.join(paths.stages_dir(data_dir), "%s.%s" % (stage, kind))
 
 
@@ -209,7 +210,8 @@ def damaged_outputs(recorded, outputs, data_dir):
     return damage
 
 
-def out_of_date(stage, data_dir, variables, outputs):
+def out_of_date(stage: str, data_dir: str, variables: Mapping[str, str],
+                outputs: Sequence[str]) -> Optional[str]:
     """Why the recorded result of `stage` no longer serves a later stage: it was made with
     other values of `variables`, or its outputs were damaged since; None when it serves or
     was never recorded (files put there by hand are taken as they are)."""
@@ -244,7 +246,7 @@ def has_files(directory):
 
 # ---- the runner ---------------------------------------------------------------------------
 
-def check_inputs(stage, inputs):
+def check_inputs(stage: str, inputs: Sequence[str]) -> None:
     """UserError naming the first of `inputs` that is missing."""
     for path in inputs:
         if not os.path.exists(path):
@@ -252,8 +254,9 @@ def check_inputs(stage, inputs):
                             "(make all runs every stage in order)" % (stage, path))
 
 
-def run_stage(stage, data_dir, inputs, variables, outputs, keeps, commands, may_change=(),
-              writes=True):
+def run_stage(stage: str, data_dir: str, inputs: Sequence[str], variables: Mapping[str, str],
+              outputs: Sequence[str], keeps: Optional[str], commands: Sequence,
+              may_change: Sequence[str] = (), writes: bool = True) -> int:
     """Runs `commands` unless the stage's record says it is up to date; records success.
 
     writes=False: the stage's result is its verdict, not files (verify: the TF logits it
