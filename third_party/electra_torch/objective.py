@@ -17,6 +17,7 @@ from electra_torch import draws
 from electra_torch.model import Dropout, Electra
 
 KEEP_AS_MASK = 0.85   # a chosen position becomes [MASK] with this probability, else keeps its token
+GENERATOR, DISCRIMINATOR = 1001, 1002   # Dropout.at places of the two networks' dropout keys
 
 
 @dataclass
@@ -138,16 +139,20 @@ def electra_losses(model: Electra, input_ids, input_mask, segment_ids, special: 
     sizes = model.disc_sizes
     dropout = Dropout(sizes.hidden_dropout_prob, sizes.attention_probs_dropout_prob,
                       key if training else None, rows)
+    # Each network drops with draws of its own, as TF draws every dropout op apart: the same
+    # draws would drop the same embedding features in both (the embeddings are shared).
+    generator_dropout, discriminator_dropout = dropout.at(GENERATOR), dropout.at(DISCRIMINATOR)
     masked = given.masked or mask_inputs(input_ids, input_mask, special, config.mask_prob,
                                          config.max_predictions_per_seq, key, rows)
     if config.uniform_generator:
         logits = model.generator_logits(masked.input_ids, input_mask, segment_ids,
-                                        masked.positions, dropout, probe)         # [B, N, V]
+                                        masked.positions, generator_dropout, probe)  # [B, N, V]
         per_slot, preds, sampled = generator_outputs(
             logits, masked.ids, config.temperature, config.disallow_correct, key, rows)
     else:
         hidden, table = model.generator_hidden(masked.input_ids, input_mask, segment_ids,
-                                               masked.positions, dropout, probe)  # [B, N, H]
+                                               masked.positions, generator_dropout,
+                                               probe)                             # [B, N, H]
         head_fn = model.head_fn or generator_head_outputs
         per_slot, preds, sampled = head_fn(
             model.generator_predictions, hidden, table, masked.ids, config.temperature,
@@ -168,7 +173,8 @@ def electra_losses(model: Electra, input_ids, input_mask, segment_ids, special: 
             sampled = given.sampled_ids
         fake, written = scatter_update(original, sampled, masked.positions)
         labels = written * (fake != original)                                    # [B, T]
-        disc_logits = model.discriminator_logits(fake, input_mask, segment_ids, dropout, probe)
+        disc_logits = model.discriminator_logits(fake, input_mask, segment_ids,
+                                                 discriminator_dropout, probe)
         weights = input_mask.float()
         losses = F.binary_cross_entropy_with_logits(disc_logits, labels.float(),
                                                     reduction="none") * weights
