@@ -9,7 +9,7 @@ import glob
 import os
 import re
 from types import ModuleType
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from wrapper.cli import UserError
 from wrapper.electra import tensor_bundle
@@ -106,7 +106,7 @@ def read_shapes(prefix: str) -> Dict[str, List[int]]:
         raise _damaged(prefix, e)
 
 
-def read_tensors(prefix: str, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def read_tensors(prefix: str, names: Optional[Iterable[str]] = None) -> Dict[str, Any]:
     """OrderedDict name -> numpy array, sorted by name (all entries when names is None);
     every tensor's checksum is checked."""
     try:
