@@ -158,7 +158,8 @@ def network_scopes(names: Sequence[str]) -> Dict[str, str]:
     return scopes
 
 
-def derive_hf_configs(run_config: Any, shapes: Mapping[str, Sequence[int]],
+def derive_hf_configs(run_config: configure_pretraining.PretrainingConfig,
+                      shapes: Mapping[str, Sequence[int]],
                       pad_token_id: int = 0, source: Optional[str] = None
                       ) -> Dict[str, Dict[str, Any]]:
     """{network: Hugging Face config dict} for the networks the checkpoint holds.
