@@ -9,7 +9,7 @@ import glob
 import os
 import re
 from types import ModuleType
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional
 
 from wrapper.cli import UserError
 from wrapper.electra import tensor_bundle
