@@ -8,7 +8,7 @@ import collections
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from wrapper import paths, tf_checkpoint
 from wrapper.cli import UserError
@@ -32,7 +32,7 @@ DISCRIMINATOR_SCOPE = "electra/"
 
 # ---- which tensors a network owns ------------------------------------------------------
 
-def generator_body_scope(names):
+def generator_body_scope(names: Iterable[str]) -> Optional[str]:
     """The generator's transformer: its own `generator/` scope, or the discriminator's
     `electra/` when it was trained with untied_generator false (shared weights)."""
     if any(n.startswith(GENERATOR_SCOPE) for n in names):
@@ -42,12 +42,13 @@ def generator_body_scope(names):
     return None
 
 
-def has_network(names, network):
+def has_network(names: Iterable[str], network: str) -> bool:
     """A network is in a checkpoint when its prediction head is."""
     return any(n.startswith(HEAD_SCOPES[network]) for n in names)
 
 
-def split_by_network(names, network):
+def split_by_network(names: Sequence[str], network: str
+                     ) -> Tuple[List[str], List[str], List[str]]:
     """(tensors of `network`, tensors of the other network, unplaceable); training state
     (optimizer slots, global_step) is in none of them."""
     gen_body = generator_body_scope(names)
@@ -74,7 +75,7 @@ def split_by_network(names, network):
 
 # ---- the run: its latest checkpoint and its configuration ------------------------------
 
-def latest_checkpoint(data_dir, model_name):
+def latest_checkpoint(data_dir: str, model_name: str) -> str:
     """The prefix of the latest checkpoint in DATA_DIR/models/NAME, or UserError."""
     model_dir = paths.model_dir(data_dir, model_name)
     if not os.path.isdir(model_dir):
@@ -125,7 +126,7 @@ EMBEDDINGS = ("electra/embeddings/word_embeddings", "electra/embeddings/position
               "electra/embeddings/token_type_embeddings")
 
 
-def checkpoint_sizes(shapes, scope):
+def checkpoint_sizes(shapes: Mapping[str, Sequence[int]], scope: str) -> Dict[str, int]:
     """The sizes a network of the checkpoint was built with, read from its variable shapes
     (the number of attention heads shows in no shape)."""
     query = scope + "encoder/layer_0/attention/self/query/kernel"
@@ -144,7 +145,7 @@ def checkpoint_sizes(shapes, scope):
     ])
 
 
-def network_scopes(names):
+def network_scopes(names: Sequence[str]) -> Dict[str, str]:
     """{network: variable scope of its transformer} for the networks the checkpoint holds."""
     scopes = collections.OrderedDict()
     if has_network(names, "discriminator"):
@@ -157,7 +158,10 @@ def network_scopes(names):
     return scopes
 
 
-def derive_hf_configs(run_config, shapes, pad_token_id=0, source=None):
+def derive_hf_configs(run_config: configure_pretraining.PretrainingConfig,
+                      shapes: Mapping[str, Sequence[int]],
+                      pad_token_id: int = 0, source: Optional[str] = None
+                      ) -> Dict[str, Dict[str, Any]]:
     """{network: Hugging Face config dict} for the networks the checkpoint holds.
 
     Sizes come from the checkpoint's shapes; what shapes cannot show (attention heads,

@@ -17,6 +17,7 @@ seeded reference shards; its configs and variables must pass).
 Run it with the project's Python 3.7 environment (TensorFlow 1.15, transformers 2.8.0, torch):
 `make conformance` or `.venv/bin/python -m wrapper.conformance`.
 """
+import argparse
 import collections
 import gzip
 import hashlib
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 import types
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from wrapper import paths, tf_checkpoint
 from wrapper.cli import ArgumentParser, UserError, run_main
@@ -77,14 +79,14 @@ GENERATOR_TOLERANCE = 5e-3
 Result = collections.namedtuple("Result", "ok detail")
 
 
-def log(message):
+def log(message: str) -> None:
     """A progress line (slow parts), indented under the check lines."""
     print("  .. " + message, flush=True)
 
 
 # ---- the reference's inputs --------------------------------------------------------------
 
-def check_corpus(ctx):
+def check_corpus(ctx: "Context") -> Result:
     """The 24 fortunes-es 1.36 files, byte for byte (every other check reads them)."""
     want = {}
     with open(ctx.ref(CORPUS_CHECKSUMS)) as f:
@@ -108,7 +110,7 @@ def check_corpus(ctx):
     return Result(not bad and not extra, detail)
 
 
-def file_sha256(path):
+def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -118,7 +120,7 @@ def file_sha256(path):
 
 # ---- builder -----------------------------------------------------------------------------
 
-def shard_digests(directory):
+def shard_digests(directory: str) -> Dict[str, Any]:
     """{"examples", "total_sha256", "shards": {name: [examples, sha256]}} of a TFRecord dir.
 
     Each example is decoded and its int64 features written as canonical JSON (sorted keys),
@@ -143,7 +145,7 @@ def shard_digests(directory):
     return {"examples": examples, "total_sha256": total.hexdigest(), "shards": shards}
 
 
-def compare_shards(want, got):
+def compare_shards(want: Mapping[str, Any], got: Mapping[str, Any]) -> Result:
     """Result of comparing two shard_digests() (the reference's first)."""
     wanted, written = want["shards"], got["shards"]
     differ = [name for name in sorted(wanted, key=shard_index) if written.get(name) != wanted[name]]
@@ -159,12 +161,13 @@ def compare_shards(want, got):
     return Result(not differ and not extra, detail)
 
 
-def shard_index(name):
+def shard_index(name: str) -> int:
     match = SHARD_NAME.match(name)
     return int(match.group(1)) if match else -1
 
 
-def build_shards(ctx, out_dir, processes, flags, electra_dir=None):
+def build_shards(ctx: "Context", out_dir: str, processes: int, flags: List[str],
+                 electra_dir: Optional[str] = None) -> Optional[Result]:
     """Runs a build_pretraining_dataset.py on the reference corpus; None or a failure Result."""
     script = os.path.join(electra_dir or ctx.electra_dir, "build_pretraining_dataset.py")
     command = [sys.executable, script, "--corpus-dir", ctx.ref(CORPUS_DIR),
@@ -173,7 +176,7 @@ def build_shards(ctx, out_dir, processes, flags, electra_dir=None):
     return run_logged(command, out_dir + ".log")
 
 
-def check_builder(ctx, processes):
+def check_builder(ctx: "Context", processes: int) -> Result:
     out_dir = ctx.work("tfrecords-p%d" % processes)
     log("builder-p%d: building fortunes-es shards with %d process(es) (seconds)" % (processes, processes))
     failure = build_shards(ctx, out_dir, processes, BUILDER_FLAGS)
@@ -190,7 +193,7 @@ def check_builder(ctx, processes):
     return compare_shards(want, shard_digests(out_dir))
 
 
-def builder_help(ctx):
+def builder_help(ctx: "Context") -> str:
     script = os.path.join(ctx.electra_dir, "build_pretraining_dataset.py")
     proc = subprocess.run([sys.executable, script, "--help"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -200,7 +203,7 @@ def builder_help(ctx):
 
 # ---- configs -----------------------------------------------------------------------------
 
-def check_configs(ctx):
+def check_configs(ctx: "Context") -> Result:
     """Resolved configurations (defaults, hparams, derived values, debug) equal the reference's."""
     module = import_file(os.path.join(ctx.electra_dir, "configure_pretraining.py"),
                          "conformance_configure_pretraining")
@@ -238,7 +241,7 @@ def check_configs(ctx):
     return Result(not problems, detail)
 
 
-def import_file(path, name):
+def import_file(path: str, name: str) -> types.SimpleNamespace:
     """The module of a file of an ELECTRA checkout that may not be ours (an upstream one has
     other code under the same names, so wrapper.electra's imports cannot serve)."""
     return types.SimpleNamespace(**runpy.run_path(path, run_name=name))
@@ -246,7 +249,7 @@ def import_file(path, name):
 
 # ---- variables ---------------------------------------------------------------------------
 
-def checkpoint_variables(prefix):
+def checkpoint_variables(prefix: str) -> Dict[str, Dict[str, Any]]:
     """{name: {"shape": [...], "dtype": "float32"}} of a TF checkpoint (the reference's format)."""
     tf = tf_checkpoint.quiet_tensorflow()
     reader = tf.train.NewCheckpointReader(prefix)
@@ -254,7 +257,7 @@ def checkpoint_variables(prefix):
     return {name: {"shape": list(shapes[name]), "dtype": dtypes[name].name} for name in shapes}
 
 
-def compare_variables(want, got):
+def compare_variables(want: Mapping[str, Any], got: Mapping[str, Any]) -> Result:
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
     differ = sorted(name for name in set(want) & set(got) if want[name] != got[name])
@@ -267,7 +270,7 @@ def compare_variables(want, got):
     return Result(not (missing or extra or differ), detail)
 
 
-def check_variables(ctx):
+def check_variables(ctx: "Context") -> Result:
     """One training step of ELECTRA-small (vocab 8000): every checkpoint variable as the reference's."""
     data_dir = ctx.work("variables-data")
     os.makedirs(data_dir)
@@ -299,7 +302,7 @@ def check_variables(ctx):
 
 # ---- converter ---------------------------------------------------------------------------
 
-def check_converter(ctx, network):
+def check_converter(ctx: "Context", network: str) -> Result:
     """The reference's tiny checkpoint through `python -m wrapper.convert` (the tutorial's
     command line), then transformers 2.8.0's logits against the reference's TF logits."""
     out_dir = ctx.work("hf-" + network)
@@ -321,7 +324,7 @@ def check_converter(ctx, network):
     return compare_logits(network, logits, expected)
 
 
-def hf_logits(model_dir, network, inputs):
+def hf_logits(model_dir: str, network: str, inputs: Mapping[str, Any]):
     import torch
     import transformers
     model_class = (transformers.ElectraForPreTraining if network == "discriminator"
@@ -333,7 +336,7 @@ def hf_logits(model_dir, network, inputs):
         return model(ids, attention_mask=mask, token_type_ids=segments)[0].numpy()
 
 
-def compare_logits(network, logits, expected):
+def compare_logits(network: str, logits, expected: Mapping[str, Any]) -> Result:
     from wrapper.logit_agreement import TOLERANCE, logit_agreement
     if network == "discriminator":
         diff = logit_agreement(logits, expected["discriminator_logits"]).max_difference
@@ -350,7 +353,7 @@ def compare_logits(network, logits, expected):
 
 # ---- tokenizer ---------------------------------------------------------------------------
 
-def check_tokenizer(ctx):
+def check_tokenizer(ctx: "Context") -> Result:
     """Our WordPiece tokenizer (cased) gives the reference's ids on every fortunes line."""
     from wrapper.electra import tokenization
     tokenizer = tokenization.FullTokenizer(ctx.ref(VOCAB), do_lower_case=False)
@@ -388,17 +391,20 @@ class Context(object):
         return os.path.join(self.work_dir, relative)
 
 
-def quiet_env():
+def quiet_env() -> Dict[str, str]:
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
 
 
-def run_logged(command, log_file, cwd=None, env=None):
+def run_logged(command: List[str], log_file: str, cwd: Optional[str] = None,
+               env: Optional[Mapping[str, str]] = None) -> Optional[Result]:
     """Runs a command with its output in log_file; None, or a failure Result with its last lines.
     env: variables to set besides quiet_env()'s."""
     return finish_logged(start_logged(command, log_file, cwd, env))
 
 
-def start_logged(command, log_file, cwd=None, env=None):
+def start_logged(command: List[str], log_file: str, cwd: Optional[str] = None,
+                 env: Optional[Mapping[str, str]] = None
+                 ) -> Tuple[subprocess.Popen, List[str], str]:
     """run_logged's command started, not waited for (finish_logged waits)."""
     with open(log_file, "w") as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
@@ -406,7 +412,7 @@ def start_logged(command, log_file, cwd=None, env=None):
     return child, command, log_file
 
 
-def finish_logged(started):
+def finish_logged(started: Tuple[subprocess.Popen, List[str], str]) -> Optional[Result]:
     """Waits for a start_logged command; run_logged's answer."""
     child, command, log_file = started
     status = child.wait()
@@ -437,7 +443,7 @@ TORCH_CHECK_NAMES = ("torch-forward", "torch-step", "torch-optimizer", "torch-va
 NEEDS_CORPUS = ("builder", "variables", "tokenizer", "torch")
 
 
-def backend_checks(backend):
+def backend_checks(backend: str) -> Mapping[str, Tuple[str, Callable[[Context], Result]]]:
     """The checks of a backend: tf1 (this module's) or torch (wrapper.conformance_torch's)."""
     if backend == "torch":
         from wrapper import conformance_torch
@@ -445,7 +451,9 @@ def backend_checks(backend):
     return CHECKS
 
 
-def select_checks(asked, other_implementation, checks=CHECKS):
+def select_checks(asked: List[str], other_implementation: bool,
+                  checks: Mapping[str, Tuple[str, Callable[[Context], Result]]] = CHECKS
+                  ) -> List[str]:
     """The check names to run, in order, for the names/groups asked on the command line."""
     groups = [group for group, _ in checks.values()]
     if not asked or asked == ["all"]:
@@ -460,7 +468,7 @@ def select_checks(asked, other_implementation, checks=CHECKS):
     return chosen
 
 
-def check_inputs(reference_dir, electra_dir):
+def check_inputs(reference_dir: str, electra_dir: str) -> None:
     """Fails fast, before any work, on a missing data folder or implementation."""
     if not os.path.isfile(os.path.join(reference_dir, VARIABLES)):
         raise UserError("reference data folder %s is missing or incomplete (no %s); use the "
@@ -471,7 +479,9 @@ def check_inputs(reference_dir, electra_dir):
                             "checkout or this repository's third_party/electra" % (electra_dir, script))
 
 
-def run_checks(names, ctx, checks=CHECKS):
+def run_checks(names: List[str], ctx: Context,
+               checks: Mapping[str, Tuple[str, Callable[[Context], Result]]] = CHECKS
+               ) -> List[str]:
     """Runs the checks, one line each; returns the names of those that failed."""
     failed = []
     for number, name in enumerate(names, 1):
@@ -492,13 +502,13 @@ def run_checks(names, ctx, checks=CHECKS):
     return failed
 
 
-def shown_path(path):
+def shown_path(path: str) -> str:
     """Paths inside the repository relative to it, others as given."""
     inside = os.path.relpath(path, paths.REPO_ROOT)
     return path if inside.startswith(os.pardir) else inside
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = ArgumentParser(
         prog="python -m wrapper.conformance",
         description="Compare the pipeline with data produced by google-research/electra @ 8a46635f "
@@ -519,7 +529,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     electra_dir = os.path.abspath(args.electra_dir or paths.ELECTRA_DIR)
     reference_dir = os.path.abspath(args.reference)

@@ -20,15 +20,17 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from wrapper import paths
 from wrapper.conformance import (BUILDER_FLAGS, TINY_CHECKPOINT, VARIABLES, VARIABLES_HPARAMS,
-                                 VOCAB, Result, build_shards, check_corpus, compare_variables,
-                                 finish_logged, log, run_logged, start_logged)
+                                 VOCAB, Context, Result, build_shards, check_corpus,
+                                 compare_variables, finish_logged, log, run_logged, start_logged)
 from wrapper.electra import tensor_bundle, tfrecord_io
 
 THIRD_PARTY = os.path.dirname(paths.ELECTRA_DIR)
@@ -57,23 +59,23 @@ DRAWS_AND_VALUES = ("masked_lm_positions", "masked_input_ids", "masked_lm_ids",
                     "masked_lm_weights", "sampled_tokids", "learning_rate") + LOSSES
 
 
-def tiny_hparams(ctx, **changes):
+def tiny_hparams(ctx: Context, **changes: Any) -> Dict[str, Any]:
     with open(ctx.ref(TINY_HPARAMS)) as f:
         hparams = json.load(f)
     hparams.update(changes)
     return hparams
 
 
-def torch_command(module, *args):
+def torch_command(module: str, *args: str) -> List[str]:
     """`python -m electra_torch.MODULE ARGS` with .venv-modern's Python (run from third_party)."""
     return [paths.MODERN_PYTHON, "-m", "electra_torch." + module] + list(args)
 
 
-def tf1_command(script, *args):
+def tf1_command(script: str, *args: str) -> List[str]:
     return [sys.executable, script] + list(args)
 
 
-def corpus_shards(ctx, seq_length):
+def corpus_shards(ctx: Context, seq_length: int) -> Union[str, Result]:
     """The folder of the reference corpus's shards built by our builder at seq_length (the
     reference's flags and seed otherwise), or a failure Result; once per run (ctx.shared)."""
     key = "shards-%d" % seq_length
@@ -86,7 +88,7 @@ def corpus_shards(ctx, seq_length):
     return ctx.shared[key]
 
 
-def data_dir_with(ctx, name, seq_length):
+def data_dir_with(ctx: Context, name: str, seq_length: int) -> Union[str, Result]:
     """A data dir (vocab.txt, pretrain_tfrecords/) of the reference corpus at seq_length."""
     shards = corpus_shards(ctx, seq_length)
     if isinstance(shards, Result):
@@ -98,7 +100,7 @@ def data_dir_with(ctx, name, seq_length):
     return data_dir
 
 
-def first_batch(shards, size):
+def first_batch(shards: str, size: int) -> Dict[str, np.ndarray]:
     """input_ids, input_mask, segment_ids of the first `size` examples, shard by shard."""
     names = sorted(os.listdir(shards), key=lambda n: int(re.search(r"-(\d+)-of-", n).group(1)))
     rows = {"input_ids": [], "input_mask": [], "segment_ids": []}
@@ -111,7 +113,7 @@ def first_batch(shards, size):
     return {key: np.array(value[:size], dtype=np.int32) for key, value in rows.items()}
 
 
-def probes(ctx):
+def probes(ctx: Context) -> Union[Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]], Result]:
     """(TF1's, torch's) step_probe outputs of one step from the tiny reference checkpoint on
     the same batch, torch given TF1's draws; or a failure Result. Computed once per run."""
     if "probes" in ctx.shared:
@@ -135,12 +137,12 @@ def probes(ctx):
     return ctx.shared["probes"]
 
 
-def load_npz(path):
+def load_npz(path: str) -> Dict[str, np.ndarray]:
     with np.load(path) as f:
         return {key: f[key] for key in f.files}
 
 
-def relative_difference(want, got):
+def relative_difference(want: np.ndarray, got: np.ndarray) -> float:
     """max |got - want| / max |want| (the absolute difference where want is all zero)."""
     want, got = np.asarray(want, np.float64), np.asarray(got, np.float64)
     scale = np.abs(want).max() if want.size else 0.0
@@ -148,7 +150,8 @@ def relative_difference(want, got):
     return float(diff / scale) if scale > 0 else float(diff)
 
 
-def compare_tensors(want, got, tolerance, exclude=None):
+def compare_tensors(want: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray],
+                    tolerance: float, exclude: Optional[str] = None) -> Result:
     """Result of comparing {name: array} of both trainers, tensor by tensor (and global_step
     when TF1's holds one: its optimizer-only probe has none)."""
     names = sorted(n for n in want if n not in DRAWS_AND_VALUES and n != "global_step")
@@ -175,7 +178,7 @@ def compare_tensors(want, got, tolerance, exclude=None):
     return Result(not missing and not over and step_equal and len(compared) > 0, detail)
 
 
-def check_torch_forward(ctx):
+def check_torch_forward(ctx: Context) -> Result:
     """Losses and global norm of one step: same weights, batch and draws, dropout off."""
     found = probes(ctx)
     if isinstance(found, Result):
@@ -190,7 +193,7 @@ def check_torch_forward(ctx):
     return Result(ok, "; ".join(parts) + "; bound %.0e relative" % LOSS_TOLERANCE)
 
 
-def check_torch_step(ctx):
+def check_torch_step(ctx: Context) -> Result:
     """Every variable and slot after that step, and global_step."""
     found = probes(ctx)
     if isinstance(found, Result):
@@ -198,7 +201,7 @@ def check_torch_step(ctx):
     return compare_tensors(found[0], found[1], STEP_TOLERANCE, exclude=ZERO_GRADIENT)
 
 
-def check_torch_optimizer(ctx):
+def check_torch_optimizer(ctx: Context) -> Result:
     """The optimizer alone on the same random gradients (seed 0), in warmup and after it."""
     prefix = ctx.ref(TINY_CHECKPOINT)
     rng = np.random.RandomState(0)
@@ -226,7 +229,7 @@ def check_torch_optimizer(ctx):
     return Result(ok, "; ".join(details) + " (%d gradients, clipped)" % len(gradients))
 
 
-def check_torch_variables(ctx):
+def check_torch_variables(ctx: Context) -> Result:
     """One step of ELECTRA-small (vocab 8000) by the torch trainer: the reference's variables."""
     data_dir = data_dir_with(ctx, "torch-variables-data", 128)
     if isinstance(data_dir, Result):
@@ -253,7 +256,9 @@ LOSS_LINE = re.compile(r"^(\d+)/\d+ = .* - loss: (\S+)$", re.M)
 RESUMED_LINE = re.compile(r"^Resuming from (\S+) \(step (\d+)\)$", re.M)
 
 
-def start_training(ctx, trainer, data_dir, model_name, hparams, log_name):
+def start_training(ctx: Context, trainer: str, data_dir: str, model_name: str,
+                   hparams: Mapping[str, Any], log_name: str
+                   ) -> Tuple[subprocess.Popen, List[str], str]:
     """Starts one trainer's run_pretraining (TF1 or torch); finish_training waits for it."""
     args = ["--data-dir", data_dir, "--model-name", model_name, "--hparams", json.dumps(hparams)]
     if trainer == "tf1":
@@ -263,18 +268,20 @@ def start_training(ctx, trainer, data_dir, model_name, hparams, log_name):
     return start_logged(command, ctx.work(log_name), cwd=cwd, env=env)
 
 
-def finish_training(started):
+def finish_training(started: Tuple[subprocess.Popen, List[str], str]
+                    ) -> Tuple[Optional[Result], str]:
     """(failure Result or None, the run's output)."""
     failure = finish_logged(started)
     with open(started[2], errors="replace") as f:
         return failure, f.read()
 
 
-def train(ctx, trainer, data_dir, model_name, hparams, log_name):
+def train(ctx: Context, trainer: str, data_dir: str, model_name: str, hparams: Mapping[str, Any],
+          log_name: str) -> Tuple[Optional[Result], str]:
     return finish_training(start_training(ctx, trainer, data_dir, model_name, hparams, log_name))
 
 
-def logged_losses(output):
+def logged_losses(output: str) -> List[Tuple[int, float]]:
     """[(step, loss)] of a run's progress lines."""
     return [(int(step), float(loss)) for step, loss in LOSS_LINE.findall(output)]
 
@@ -285,7 +292,7 @@ INTERCHANGE_LOG_EVERY = 2
 INTERCHANGE_WINDOW = 5          # logged losses of the preceding segment's end
 
 
-def check_torch_interchange(ctx):
+def check_torch_interchange(ctx: Context) -> Result:
     """TF1 trains the tiny model N steps, the torch trainer resumes to 2N, TF1 resumes to 3N.
 
     Each resume must say "Resuming from .../model.ckpt-K (step K)" with K the preceding
@@ -352,7 +359,7 @@ INPUT_BATCHES = 500
 INPUT_TOLERANCE = 60.0
 
 
-def check_torch_input(ctx):
+def check_torch_input(ctx: Context) -> Result:
     """The torch trainer's input shows a run the same data as TF1's: for seeds 1-10, the
     number of distinct examples among the first 500 batches of 8 (seq 64, the reference
     corpus's 1000 shards, 3700 examples) as each trainer's input makes them. TF1 repeats the
@@ -405,7 +412,7 @@ DYNAMICS_LAST = 100             # a run's final loss: the mean of steps 401..500
 DYNAMICS_TOLERANCE = 0.4
 
 
-def final_loss(output, hparams):
+def final_loss(output: str, hparams: Mapping[str, Any]) -> Optional[float]:
     """Mean of the single-step losses logged at the last DYNAMICS_LAST steps."""
     end = hparams["num_train_steps"]
     wanted = set(range(end - DYNAMICS_LAST + 1, end + 1))
@@ -413,7 +420,7 @@ def final_loss(output, hparams):
     return float(np.mean(list(values.values()))) if len(values) == len(wanted) else None
 
 
-def dynamics_verdict(finals):
+def dynamics_verdict(finals: Mapping[str, Sequence[float]]) -> Tuple[bool, str]:
     """(ok, detail) for {"tf1": [final losses], "torch": [...]} (one per seed)."""
     means = {trainer: float(np.mean(values)) for trainer, values in finals.items()}
     difference = means["torch"] - means["tf1"]
@@ -424,7 +431,7 @@ def dynamics_verdict(finals):
         % (",".join(map(str, DYNAMICS_SEEDS)), table, difference, DYNAMICS_TOLERANCE))
 
 
-def check_torch_dynamics(ctx):
+def check_torch_dynamics(ctx: Context) -> Result:
     """Training curves end where TF1's do: the tiny model (hidden 64, 2 layers, seq 64,
     batch 8, vocab 8000) trained 500 steps from scratch by each trainer with seeds 1, 2, 3
     (initial weights, masks, samples, dropout and input order all follow the seed, each

@@ -15,11 +15,14 @@ unknown tensor, a shape that contradicts the config, a parameter with no tensor)
 conversion with a message naming it. A misspelt config key (the tutorial's
 `max_position_embedings`) is an error too, instead of a silently ignored value.
 """
+import argparse
 import collections
 import difflib
 import json
 import os
 import re
+from types import ModuleType
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,7 +66,8 @@ def _hf_suffix(path):
     return ".".join(parts), transpose
 
 
-def hf_parameter_name(tf_name, network, gen_body=GENERATOR_SCOPE):
+def hf_parameter_name(tf_name: str, network: str, gen_body: Optional[str] = GENERATOR_SCOPE
+                      ) -> Optional[Tuple[str, bool]]:
     """(Hugging Face parameter name, transpose?) for a tensor of `network`; None if none."""
     if tf_name.startswith(SHARED_SCOPE):
         prefix, rest = "electra.embeddings.", tf_name[len(SHARED_SCOPE):]
@@ -93,7 +97,7 @@ def hf_parameter_name(tf_name, network, gen_body=GENERATOR_SCOPE):
 
 # ---- configs ---------------------------------------------------------------------------
 
-def transformers_torch():
+def transformers_torch() -> ModuleType:
     """transformers without TensorFlow: 2.8.0 imports TensorFlow when it is installed, and
     conversion needs only torch (tensor_bundle reads the checkpoint)."""
     os.environ.setdefault("USE_TF", "0")
@@ -106,7 +110,7 @@ def _known_config_keys():
     return set(ElectraConfig().to_dict()) | {"architectures", "model_type"}
 
 
-def load_config_file(path):
+def load_config_file(path: str) -> Dict[str, Any]:
     """A Hugging Face ELECTRA config (JSON) given by the user; unknown keys are errors."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -129,7 +133,7 @@ def load_config_file(path):
     return config
 
 
-def clean_config(config, network):
+def clean_config(config: Mapping[str, Any], network: str) -> Dict[str, Any]:
     """The config.json we write: ElectraConfig's keys (defaults filled in) and the class."""
     ElectraConfig = transformers_torch().ElectraConfig
     full = ElectraConfig(**{k: v for k, v in config.items()
@@ -141,7 +145,7 @@ def clean_config(config, network):
     return out
 
 
-def build_model(config, network):
+def build_model(config: Mapping[str, Any], network: str):
     transformers = transformers_torch()
     hf_config = transformers.ElectraConfig(**{k: v for k, v in config.items()
                                              if k not in ("architectures", "model_type")})
@@ -158,7 +162,7 @@ def _shape(shape):
     return "[%s]" % ", ".join(str(d) for d in shape)
 
 
-def require_network(names, network):
+def require_network(names: Iterable[str], network: str) -> None:
     if not has_network(names, network):
         raise UserError("the checkpoint has no %s (no %s* tensors)%s"
                         % (network, HEAD_SCOPES[network],
@@ -167,7 +171,9 @@ def require_network(names, network):
                            if network == "generator" else ""))
 
 
-def map_checkpoint(shapes, network, parameter_shapes, what="the config"):
+def map_checkpoint(shapes: Mapping[str, Sequence[int]], network: str,
+                   parameter_shapes: Mapping[str, List[int]], what: str = "the config"
+                   ) -> Dict[str, Tuple[str, bool]]:
     """Plans the conversion: OrderedDict HF parameter -> (TF tensor, transpose?).
 
     `shapes`: checkpoint name -> shape; `parameter_shapes`: HF parameter -> shape (the
@@ -225,7 +231,8 @@ def _missing_hint(hf_name):
     return ""
 
 
-def convert(prefix, config, network, what="the config"):
+def convert(prefix: str, config: Mapping[str, Any], network: str, what: str = "the config"
+            ) -> Tuple[Any, Dict[str, np.ndarray]]:
     """(model with the checkpoint's weights loaded, OrderedDict name -> numpy array)."""
     import torch
     shapes = tf_checkpoint.read_shapes(prefix)
@@ -246,7 +253,8 @@ def convert(prefix, config, network, what="the config"):
     return model, arrays
 
 
-def write_model(out_dir, model, arrays, config, network, safetensors=False):
+def write_model(out_dir: str, model, arrays: Mapping[str, np.ndarray],
+                config: Mapping[str, Any], network: str, safetensors: bool = False) -> None:
     """config.json, pytorch_model.bin (and model.safetensors) into an existing directory."""
     import torch
     from safetensors.numpy import save_file
@@ -259,7 +267,7 @@ def write_model(out_dir, model, arrays, config, network, safetensors=False):
 
 # ---- command line ----------------------------------------------------------------------
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = ArgumentParser(
         prog="python -m wrapper.convert",
         description="Convert an ELECTRA TF checkpoint into a Hugging Face (transformers 2.8.0) "
@@ -274,7 +282,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     prefix = tf_checkpoint.resolve_checkpoint(args.tf_checkpoint_path)
     out_dir = os.path.dirname(os.path.abspath(args.pytorch_dump_path))

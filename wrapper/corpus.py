@@ -43,6 +43,8 @@ import re
 import sys
 import time
 import zlib
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence,
+                    TextIO)
 
 from wrapper import debian_corpus, download, fsutil, paths
 from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
@@ -97,7 +99,7 @@ def _count_and_drop(error):
 codecs.register_error("electra_count_drop", _count_and_drop)
 
 
-def check_encoding(name):
+def check_encoding(name: str) -> str:
     """The codec name for CORPUS_ENCODING: UTF-8 or a single-byte ASCII-compatible encoding
     (lines are cut at the byte \\n, so UTF-16 and the like cannot be read line by line)."""
     name = (name or "").strip() or DEFAULT_ENCODING
@@ -142,7 +144,7 @@ def _looks_utf16(raw):
         max(even.count(0), odd.count(0)) > 0.9 * len(odd)
 
 
-def refuse_nul(path, line_number, raw):
+def refuse_nul(path: str, line_number: int, raw: bytes) -> NoReturn:
     if _looks_utf16(raw):
         raise UserError("%s is UTF-16 text (NUL bytes between the letters), not UTF-8; convert "
                         "it: iconv -f utf-16 -t utf-8 %s > %s.utf8, then CORPUS=%s.utf8"
@@ -152,7 +154,7 @@ def refuse_nul(path, line_number, raw):
                     % (path, line_number))
 
 
-def check_invalid_share(scan, final):
+def check_invalid_share(scan: _Scan, final: bool) -> None:
     """Refuses `scan`'s file when its invalid bytes are far above a real corpus's share."""
     if scan.invalid < MIN_INVALID_TO_REFUSE or scan.invalid <= MAX_INVALID_SHARE * scan.bytes:
         return
@@ -178,7 +180,7 @@ def check_invalid_share(scan, final):
                     "it) or name its encoding with CORPUS_ENCODING=" % what)
 
 
-def check_not_utf8_read_as_legacy(scan):
+def check_not_utf8_read_as_legacy(scan: _Scan) -> None:
     """CORPUS_ENCODING=latin1 on a file that is valid UTF-8 would turn 'ó' into 'Ã³'."""
     if scan.encoding != "utf-8" and scan.non_ascii_lines >= 3 and \
             scan.utf8_lines == scan.non_ascii_lines:
@@ -188,7 +190,7 @@ def check_not_utf8_read_as_legacy(scan):
                                                          scan.encoding))
 
 
-def list_sources(corpus, note=None):
+def list_sources(corpus: str, note: Optional[Callable[[str], Any]] = None) -> List[str]:
     """The input files named by `corpus` (paths joined with ':'), in reading order.
 
     In a directory only the regular *.txt/*.gz files directly inside are read; one of those
@@ -233,7 +235,9 @@ def _open_binary(path):
     return open(path, "rb")
 
 
-def read_documents(sources, train_size, stats, progress=None, encoding=DEFAULT_ENCODING):
+def read_documents(sources: Sequence[str], train_size: int, stats: Dict[str, Any],
+                   progress: Optional[Callable[[int], Any]] = None,
+                   encoding: str = DEFAULT_ENCODING) -> Iterator[List[str]]:
     """Yields lists of normalized lines (documents) from the first `train_size` input lines.
 
     Counts the input lines read in stats["input_lines"], and the invalid bytes dropped per
@@ -299,7 +303,7 @@ def read_documents(sources, train_size, stats, progress=None, encoding=DEFAULT_E
             break
 
 
-def source_bytes(sources):
+def source_bytes(sources: Sequence[str]) -> int:
     """The text size of the sources (a .gz file's by its trailer, which holds it mod 4 GB)."""
     total = 0
     for path in sources:
@@ -312,8 +316,9 @@ def source_bytes(sources):
     return total
 
 
-def write_corpus(sources, out_dir, train_size, num_files, log=sys.stderr,
-                 encoding=DEFAULT_ENCODING):
+def write_corpus(sources: Sequence[str], out_dir: str, train_size: int, num_files: int,
+                 log: TextIO = sys.stderr, encoding: str = DEFAULT_ENCODING
+                 ) -> Dict[str, Any]:
     """Normalizes `sources` into `out_dir`/part-*.txt; returns the statistics."""
     try:
         return _write_corpus(sources, out_dir, train_size, num_files, log, encoding)
@@ -402,7 +407,7 @@ def _write_corpus(sources, out_dir, train_size, num_files, log, encoding):
     return stats
 
 
-def format_stats(stats):
+def format_stats(stats: Mapping[str, Any]) -> str:
     return ("corpus: %(lines)d lines in %(documents)d documents, %(bytes)d bytes, "
             "%(dropped_invalid_bytes)d invalid %(what)s bytes dropped, %(files)d files "
             "(from %(input_lines)d input lines)"
@@ -410,8 +415,9 @@ def format_stats(stats):
                    else stats["encoding"]))
 
 
-def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES_URL,
-          download_bytes=None, encoding=DEFAULT_ENCODING):
+def build(data_dir: str, corpus: str, train_size: int, num_files: int,
+          url: str = download.OPENSUBTITLES_ES_URL, download_bytes: Optional[int] = None,
+          encoding: str = DEFAULT_ENCODING) -> Dict[str, Any]:
     fsutil.check_replaceable(data_dir, paths.corpus_stats_file(data_dir),
                              "move it away (the corpus stage writes its statistics there)")
     heldout, debian_stats = None, None
@@ -467,7 +473,7 @@ def build(data_dir, corpus, train_size, num_files, url=download.OPENSUBTITLES_ES
     return stats
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--corpus", default=default("CORPUS"),

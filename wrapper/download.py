@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Optional
 
 from wrapper.cli import UserError
 from wrapper.fsutil import disk_full_reason, human_bytes
@@ -23,7 +24,7 @@ OFFLINE_HINT = ("offline? give a local corpus instead: CORPUS=path/to/text.txt, 
                 "directory of them")
 
 
-def human_seconds(s):
+def human_seconds(s: float) -> str:
     s = int(s)
     if s >= 3600:
         return "%dh%02dm" % (s // 3600, s % 3600 // 60)
@@ -78,7 +79,8 @@ def _open(url, offset, timeout, max_bytes=None):
         raise UserError("cannot download %s (%s); %s" % (url, reason, OFFLINE_HINT))
 
 
-def download(url, dest, timeout=CONNECT_TIMEOUT_S, label=None, max_bytes=None):
+def download(url: str, dest: str, timeout: float = CONNECT_TIMEOUT_S,
+             label: Optional[str] = None, max_bytes: Optional[int] = None) -> str:
     """Fetches `url` into `dest`, resuming `dest.part`; returns dest. Idempotent.
 
     max_bytes: fetch only the first max_bytes bytes (a slice of a large file).

@@ -14,6 +14,7 @@ used.
 import importlib
 import os
 import sys
+from types import ModuleType
 
 from wrapper import paths
 
@@ -21,7 +22,7 @@ if paths.ELECTRA_DIR not in sys.path:
     sys.path.insert(0, paths.ELECTRA_DIR)
 
 
-def load(name):
+def load(name: str) -> ModuleType:
     """third_party/electra's module `name` (imported once, then from sys.modules)."""
     module = importlib.import_module(name)
     where = os.path.dirname(os.path.abspath(getattr(module, "__file__", "") or ""))

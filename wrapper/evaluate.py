@@ -24,6 +24,7 @@ classes are unbalanced); classification tasks also print the majority class's sc
 floor any model must clear. The loop is a plain one rather than transformers' Trainer: it is
 short, gives the per-epoch progress bar and dev curve directly, and needs no accelerate.
 """
+import argparse
 import glob
 import hashlib
 import json
@@ -36,7 +37,8 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from types import ModuleType
+from typing import Any, BinaryIO, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from wrapper import eval_tasks, fsutil, locking, paths
 from wrapper.cli import UserError, fail, model_parser, positive_int, program_name, run_main
@@ -96,7 +98,7 @@ class Evaluation:
     comparisons: List[Dict[str, Any]] = field(default_factory=list)
 
 
-def quiet_transformers():
+def quiet_transformers() -> ModuleType:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
     transformers.logging.set_verbosity_error()
@@ -104,7 +106,7 @@ def quiet_transformers():
     return transformers
 
 
-def resolve_source(source, what):
+def resolve_source(source: str, what: str) -> str:
     """The local directory of a model path or hub id, failing in one line before training."""
     if os.path.exists(source) or not HUB_ID.match(source):
         if not os.path.isfile(os.path.join(source, "config.json")):
@@ -127,7 +129,7 @@ def resolve_source(source, what):
                     "there is a network and give its directory instead" % (what, source, cause))
 
 
-def load_config_and_tokenizer(directory, what):
+def load_config_and_tokenizer(directory: str, what: str) -> Tuple[Any, Any]:
     transformers = quiet_transformers()
     # Without its vocab, transformers builds a tokenizer of the 5 special tokens: every word
     # [UNK], and a score printed all the same.
@@ -156,7 +158,7 @@ def load_config_and_tokenizer(directory, what):
     return config, tokenizer
 
 
-def check_weights(task, directory, config, what):
+def check_weights(task: eval_tasks.Task, directory: str, config, what: str) -> None:
     """Loads the weights once before any training: a missing or truncated file, or weights
     of another model, is one line now rather than a traceback after the first runs."""
     if not any(os.path.isfile(os.path.join(directory, n)) for n in WEIGHT_FILES):
@@ -176,7 +178,8 @@ def check_weights(task, directory, config, what):
                         "not an ELECTRA discriminator's" % (what, directory, len(body), body[0]))
 
 
-def new_model(task, directory, config, pretrained, loading_info=False):
+def new_model(task: eval_tasks.Task, directory: str, config, pretrained: bool,
+              loading_info: bool = False):
     transformers = quiet_transformers()
     cls = (transformers.ElectraForSequenceClassification if task.kind == "classification"
            else transformers.ElectraForTokenClassification)
@@ -194,7 +197,8 @@ def new_model(task, directory, config, pretrained, loading_info=False):
 
 # ---- data -------------------------------------------------------------------------------
 
-def encode(task, tokenizer, max_seq_length):
+def encode(task: eval_tasks.Task, tokenizer, max_seq_length: int
+           ) -> Dict[str, List[Dict[str, Any]]]:
     """Features per split: input ids (truncated) and labels (-100: not scored)."""
     label_id = {l: i for i, l in enumerate(task.labels)}
     encoded = {}
@@ -236,14 +240,14 @@ def device():
     return _DEVICE[0]
 
 
-def device_name():
+def device_name() -> str:
     import torch
     if device().type == "cuda":
         return "cuda (%s)" % torch.cuda.get_device_name(device())
     return "cpu"
 
 
-def collate(features, pad_id):
+def collate(features: Sequence[Dict[str, Any]], pad_id: int) -> Dict[str, Any]:
     import torch
     width = max(len(f["input_ids"]) for f in features)
 
@@ -262,7 +266,8 @@ def collate(features, pad_id):
 
 # ---- scores -----------------------------------------------------------------------------
 
-def scores(task, gold, predicted):
+def scores(task: eval_tasks.Task, gold: Sequence[Any], predicted: Sequence[Any]
+           ) -> Dict[str, float]:
     """{metric: value} for the task's main metric and accuracy beside it."""
     if task.kind == "tagging":
         from seqeval.metrics import accuracy_score, f1_score
@@ -275,7 +280,7 @@ def scores(task, gold, predicted):
                                        zero_division=0))}
 
 
-def majority_floor(task):
+def majority_floor(task: eval_tasks.Task) -> Optional[Dict[str, float]]:
     """Scores of always answering train's most frequent label (classification only)."""
     if task.kind != "classification":
         return None
@@ -286,7 +291,8 @@ def majority_floor(task):
     return scores(task, gold, [majority] * len(gold))
 
 
-def evaluate_dev(task, model, features, batch_size, pad_id):
+def evaluate_dev(task: eval_tasks.Task, model, features: Sequence[Dict[str, Any]],
+                 batch_size: int, pad_id: int) -> Dict[str, float]:
     import torch
     model.eval()
     gold, predicted = [], []
@@ -311,7 +317,10 @@ def evaluate_dev(task, model, features, batch_size, pad_id):
     return scores(task, gold, predicted)
 
 
-def fine_tune(task, encoded, directory, config, pretrained, seed, settings, pad_id, label):
+def fine_tune(task: eval_tasks.Task, encoded: Mapping[str, List[Dict[str, Any]]],
+              directory: str, config, pretrained: bool, seed: int,
+              settings: Mapping[str, Any], pad_id: int, label: str
+              ) -> Tuple[List[Dict[str, float]], List[float]]:
     """Dev scores after each epoch of one fine-tuning run."""
     import torch
     from tqdm import tqdm
@@ -365,7 +374,7 @@ def fine_tune(task, encoded, directory, config, pretrained, seed, settings, pad_
 
 # ---- significance ------------------------------------------------------------------------
 
-def welch(model_scores, baseline_scores):
+def welch(model_scores: Sequence[float], baseline_scores: Sequence[float]) -> Dict[str, Any]:
     """Welch's t-test of mean(model) - mean(baseline): {difference, ci95 [low, high], p_value
     (two-sided), df}; ci95, p_value and df are None with fewer than 2 scores a side (no
     variance to estimate). Identical scores on both sides (no variance at all): p 1 when the
@@ -387,7 +396,7 @@ def welch(model_scores, baseline_scores):
                 p_value=min(1.0, p_value), df=df)
 
 
-def format_p(p_value):
+def format_p(p_value: float) -> str:
     """0.003, 0.31; '< 0.001' below; three digits where two would round onto alpha."""
     if p_value < 0.001:
         return "< 0.001"
@@ -395,13 +404,13 @@ def format_p(p_value):
     return "%.3g" % p_value if float(text) == ALPHA else text
 
 
-def p_text(p_value):
+def p_text(p_value: float) -> str:
     """'p = 0.31', 'p < 0.001'."""
     text = format_p(p_value)
     return "p " + (text if text.startswith("<") else "= " + text)
 
 
-def verdict(test, baseline, seeds):
+def verdict(test: Mapping[str, Any], baseline: str, seeds: int) -> str:
     """The comparison in words: better than / worse than BASELINE, no significant difference,
     or no verdict with too few seeds (`seeds`: the fewer of the two sides)."""
     if seeds < MIN_SEEDS_FOR_VERDICT:
@@ -413,7 +422,7 @@ def verdict(test, baseline, seeds):
     return "%s than %s (%s)" % ("better" if test["difference"] > 0 else "worse", baseline, p)
 
 
-def comparisons(result):
+def comparisons(result: Evaluation) -> List[Dict[str, Any]]:
     """The model (first) against each baseline, on the task's main metric."""
     model, found = result.models[0], []
     for base in result.models[1:]:
@@ -427,7 +436,7 @@ def comparisons(result):
     return found
 
 
-def describe_comparison(c):
+def describe_comparison(c: Mapping[str, Any]) -> str:
     """'+0.0281 (95% CI -0.0121 to +0.0683), p = 0.12' (what the seeds allow)."""
     text = "%+.4f" % c["difference"]
     if c["ci95"] is not None:
@@ -438,16 +447,16 @@ def describe_comparison(c):
 
 # ---- results ----------------------------------------------------------------------------
 
-def summary(values):
+def summary(values: Sequence[float]) -> Tuple[float, float]:
     return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def columns(rows):
+def columns(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def results_table(result):
+def results_table(result: Evaluation) -> str:
     metric = result.metric
     rows = [("task", "metric", "model", "mean ± std", "seeds", "time", "device")]
     for model in result.models:
@@ -478,7 +487,7 @@ def results_table(result):
     return text
 
 
-def plot(result, path):
+def plot(result: Evaluation, path: Union[str, BinaryIO]) -> None:
     """TASK.png at `path`, which must end in .png; a run id in its metadata."""
     import matplotlib
     matplotlib.use("Agg")
@@ -507,7 +516,7 @@ def plot(result, path):
     plt.close(figure)
 
 
-def quiet_matplotlib():
+def quiet_matplotlib() -> None:
     """matplotlib writes a font cache into MPLCONFIGDIR, by default under $HOME: a
     temporary directory instead, removed at exit, unless the user chose one."""
     if not os.environ.get("MPLCONFIGDIR"):
@@ -519,7 +528,7 @@ def quiet_matplotlib():
 
 # ---- where the results go, and the runs that did not finish -------------------------------
 
-def results_dir(data_dir, model_name, model):
+def results_dir(data_dir: str, model_name: str, model: str) -> str:
     """D/models/N/evaluation for N's own model; D/evaluation/NAME for any other MODEL=: a
     directory made under models/ before pretraining would make `make pretrain` refuse it as
     a model directory this pipeline did not start (stages.run_stage)."""
@@ -530,14 +539,14 @@ def results_dir(data_dir, model_name, model):
     return paths.external_evaluation_dir(data_dir, model)
 
 
-def write_error(error, directory):
+def write_error(error: OSError, directory: str) -> UserError:
     """A failed write as one line (a full disk named as such)."""
     return fsutil.disk_full_error(error, directory, what="the evaluation results") or UserError(
         "cannot write the evaluation results in %s (%s); make it writable, or choose another "
         "DATA_DIR" % (directory, error.strerror or error))
 
 
-def check_writable(out_dir):
+def check_writable(out_dir: str) -> None:
     """Writes and removes a probe of a few blocks before any training: a read-only or full
     DATA_DIR is said now, not after the last seed."""
     probe = os.path.join(out_dir, ".write-probe-%d" % os.getpid())
@@ -554,12 +563,12 @@ def check_writable(out_dir):
         raise write_error(e, out_dir)
 
 
-def partial_pid(path):
+def partial_pid(path: str) -> Optional[int]:
     pid = path.rsplit("-", 1)[-1].split(".")[0]
     return int(pid) if pid.isdigit() else None
 
 
-def settle_earlier_runs(out_dir):
+def settle_earlier_runs(out_dir: str) -> None:
     """What killed runs left in `out_dir` (under its lock, so no other run writes there).
 
     The pair is written as TASK.png.partial-PID and TASK.json.partial-PID, both complete,
@@ -585,7 +594,7 @@ def settle_earlier_runs(out_dir):
             os.remove(path)
 
 
-def write_pair(result, json_path, png_path):
+def write_pair(result: Evaluation, json_path: str, png_path: str) -> None:
     """TASK.png and TASK.json, replaced together: both are written complete under partial
     names, then renamed PNG first, JSON last. A reader who reads the JSON and then the PNG
     sees one run's pair (each carries the run id); a kill between the renames is finished by
@@ -605,7 +614,7 @@ def write_pair(result, json_path, png_path):
 
 # ---- finished seeds -------------------------------------------------------------------------
 
-def digest_files(directory, names):
+def digest_files(directory: str, names: Iterable[str]) -> str:
     """SHA-256 over the named files of `directory` that exist (name and bytes)."""
     h = hashlib.sha256()
     for name in sorted(names):
@@ -618,7 +627,8 @@ def digest_files(directory, names):
     return h.hexdigest()
 
 
-def seed_key(task, settings, directory, pretrained):
+def seed_key(task: eval_tasks.Task, settings: Mapping[str, Any], directory: str,
+             pretrained: bool) -> str:
     """What a seed's result depends on: the task's examples, the settings, the model's files
     (weights only when pretrained), the device kind. A kept seed is reused only when equal."""
     data = hashlib.sha256(json.dumps([task.labels, task.train, task.dev],
@@ -631,13 +641,13 @@ def seed_key(task, settings, directory, pretrained):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def seed_file(seeds_dir, label, seed):
+def seed_file(seeds_dir: str, label: str, seed: int) -> str:
     slug = re.sub(r"[^\w.-]+", "-", label).strip("-.")[:60] or "model"
     return os.path.join(seeds_dir, "%s-%s-seed%d.json" % (
         slug, hashlib.sha256(label.encode("utf-8")).hexdigest()[:8], seed))
 
 
-def kept_seed(path, key):
+def kept_seed(path: str, key: str) -> Optional[Dict[str, Any]]:
     """A finished seed's record when it was made with the same key, else None."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -647,7 +657,7 @@ def kept_seed(path, key):
     return record if isinstance(record, dict) and record.get("key") == key else None
 
 
-def keep_seed(path, record):
+def keep_seed(path: str, record: Mapping[str, Any]) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fsutil.atomic_write_text(path, json.dumps(record) + "\n")
@@ -657,7 +667,7 @@ def keep_seed(path, record):
 
 # ---- command line -----------------------------------------------------------------------
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = model_parser(
         "python -m wrapper.evaluate",
         "Fine-tune the converted discriminator (and baselines) on a Spanish task.")
@@ -683,7 +693,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def split_baselines(text):
+def split_baselines(text: str) -> List[str]:
     """BASELINE="random other-model" arrives from make as one argument: its words, except
     that words which together name an existing path ("my models/x") are one baseline."""
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
@@ -699,7 +709,7 @@ def split_baselines(text):
     return found
 
 
-def check_numbers(args):
+def check_numbers(args: argparse.Namespace) -> None:
     """The command line's numbers, before any model is loaded."""
     for flag in ("epochs", "batch_size"):
         value = getattr(args, flag)
@@ -715,7 +725,7 @@ def check_numbers(args):
         raise UserError("--threads must be 0 (torch's default) or more (got %d)" % args.threads)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     seeds = positive_int(args.seeds, "SEEDS")
     check_numbers(args)
@@ -763,7 +773,8 @@ def main(argv=None):
         return evaluate(task, settings, runs, seeds, args.threads, out_dir)
 
 
-def evaluate(task, settings, runs, seeds, threads, out_dir):
+def evaluate(task: eval_tasks.Task, settings: Dict[str, Any], runs: Sequence[EvaluatedModel],
+             seeds: int, threads: int, out_dir: str) -> int:
     """Fine-tunes every run once per seed (keeping each finished seed), then writes the pair."""
     import torch
     if threads:
@@ -825,7 +836,8 @@ def evaluate(task, settings, runs, seeds, threads, out_dir):
     return 0
 
 
-def model_entry(task, label, directory, pretrained, records):
+def model_entry(task: eval_tasks.Task, label: str, directory: str, pretrained: bool,
+                records: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     """One model's line of TASK.json: every seed's curve and loss, mean ± std per metric."""
     curves = [r["curve"] for r in records]
     seconds = [r["seconds"] for r in records]

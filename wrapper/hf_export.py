@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import shutil
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from wrapper import checkpoint_layout, convert, fsutil, hf_tokenizer, paths, tf_checkpoint
 from wrapper.cli import UserError, model_parser, run_main
@@ -37,7 +38,7 @@ def _corpus_summary(data_dir):
         len(files), ", ".join(files[:5]) + (", ..." if len(files) > 5 else ""), size / 1e6)
 
 
-def read_eval_results(path):
+def read_eval_results(path: str) -> Dict[str, str]:
     """name -> value lines (`name = value`) of results/unsup_results.txt, in order."""
     results = collections.OrderedDict()
     with open(path, encoding="utf-8") as f:
@@ -48,8 +49,9 @@ def read_eval_results(path):
     return results
 
 
-def model_card(network, model_name, hf_config, run, step, vocab_size, do_lower_case,
-               data_dir):
+def model_card(network: str, model_name: str, hf_config: Mapping[str, Any],
+               run: checkpoint_layout.TrainedRun, step: Optional[int], vocab_size: int,
+               do_lower_case: bool, data_dir: str) -> str:
     run_config, hparams, hparams_source = run.config, run.hparams, run.hparams_file
     cls = convert.MODEL_CLASS[network]
     lines = [
@@ -115,7 +117,7 @@ def model_card(network, model_name, hf_config, run, step, vocab_size, do_lower_c
 
 # ---- the stage -------------------------------------------------------------------------
 
-def export(data_dir, model_name, log=print):
+def export(data_dir: str, model_name: str, log: Callable[[str], Any] = print) -> List[str]:
     prefix = checkpoint_layout.latest_checkpoint(data_dir, model_name)
     run = checkpoint_layout.load_run_config(data_dir, model_name)
     run_config = run.config
@@ -176,7 +178,7 @@ def export(data_dir, model_name, log=print):
     return written
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = model_parser(
         "python -m wrapper.hf_export",
         "Convert the latest checkpoint of DATA_DIR/models/NAME into Hugging Face "

@@ -18,6 +18,7 @@ import collections
 import json
 import os
 import shutil
+from typing import Any, Dict
 
 from wrapper.cli import UserError
 from wrapper.electra import tokenization
@@ -29,7 +30,7 @@ SPECIAL_TOKENS = collections.OrderedDict(
 TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def read_vocab(path):
+def read_vocab(path: str) -> Dict[str, int]:
     """token -> id (line number), as the builder reads it; checks the special tokens."""
     vocab = collections.OrderedDict()
     for index, token in enumerate(read_tokens(path)):
@@ -41,7 +42,8 @@ def read_vocab(path):
     return vocab
 
 
-def tokenizer_config(do_lower_case, strip_accents, max_length):
+def tokenizer_config(do_lower_case: bool, strip_accents: bool, max_length: int
+                     ) -> Dict[str, Any]:
     """tokenizer_config.json: every key any of the three tokenizer classes reads."""
     return collections.OrderedDict([
         ("do_lower_case", bool(do_lower_case)),
@@ -53,7 +55,8 @@ def tokenizer_config(do_lower_case, strip_accents, max_length):
     ] + list(SPECIAL_TOKENS.items()))
 
 
-def write_tokenizer_files(out_dir, vocab_path, do_lower_case, strip_accents, max_length):
+def write_tokenizer_files(out_dir: str, vocab_path: str, do_lower_case: bool,
+                          strip_accents: bool, max_length: int) -> None:
     """vocab.txt (byte for byte), tokenizer_config.json, special_tokens_map.json."""
     read_vocab(vocab_path)
     shutil.copyfile(vocab_path, os.path.join(out_dir, "vocab.txt"))

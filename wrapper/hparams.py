@@ -14,6 +14,7 @@ sizes exactly as the trainer does, before anything is written.
 import json
 import os
 import sys
+from typing import Any, Dict, List, Mapping, Optional
 
 from wrapper import fsutil, paths
 from wrapper.cli import ArgumentParser, UserError, run_main
@@ -24,7 +25,7 @@ from wrapper.vocab import read_tokens
 NOTE_PREFIX = "_"
 
 
-def parse_object(text, what):
+def parse_object(text: str, what: str) -> Dict[str, Any]:
     try:
         value = configure_pretraining.parse_json(text, what)
     except configure_pretraining.HparamError as e:
@@ -35,7 +36,7 @@ def parse_object(text, what):
     return value
 
 
-def check_types(hparams, what):
+def check_types(hparams: Mapping[str, Any], what: str) -> None:
     """Every unknown key or wrongly typed value of one source, in one line."""
     errors = []
     for key, value in hparams.items():
@@ -47,7 +48,7 @@ def check_types(hparams, what):
         raise UserError("%s: %s" % (what, "; ".join(errors)))
 
 
-def merge(preset, overrides):
+def merge(preset: Mapping[str, Any], overrides: Mapping[str, Any]) -> Dict[str, Any]:
     merged = dict(preset)
     for key, value in overrides.items():
         if key == "model_hparam_overrides" and isinstance(value, dict) and \
@@ -58,7 +59,7 @@ def merge(preset, overrides):
     return merged
 
 
-def vocab_size_of(data_dir):
+def vocab_size_of(data_dir: str) -> int:
     """The number of token ids of DATA_DIR/vocab.txt, counted as the builder counts them."""
     path = paths.vocab_file(data_dir)
     if not os.path.isfile(path):
@@ -67,7 +68,8 @@ def vocab_size_of(data_dir):
     return len(read_tokens(path))
 
 
-def resolve(hparams, model_name, data_dir):
+def resolve(hparams: Mapping[str, Any], model_name: str, data_dir: str
+            ) -> configure_pretraining.PretrainingConfig:
     """The trainer's own resolution and validation (types, ranges, sizes)."""
     try:
         return configure_pretraining.PretrainingConfig(model_name, data_dir, **hparams)
@@ -75,7 +77,8 @@ def resolve(hparams, model_name, data_dir):
         raise UserError(str(e))
 
 
-def build(data_dir, preset, overrides_text, model_name, num_gpus=None):
+def build(data_dir: str, preset: str, overrides_text: str, model_name: str,
+          num_gpus: Optional[int] = None) -> Dict[str, Any]:
     source = preset_path(preset)
     with open(source, encoding="utf-8") as f:
         text = f.read()
@@ -118,7 +121,7 @@ def build(data_dir, preset, overrides_text, model_name, num_gpus=None):
     return hparams
 
 
-def builder_flags(data_dir):
+def builder_flags(data_dir: str) -> str:
     """The dataset builder's flags that follow from DATA_DIR/hparams.json."""
     path = paths.hparams_file(data_dir)
     if not os.path.isfile(path):
@@ -133,7 +136,7 @@ def builder_flags(data_dir):
         "--no-lower-case")
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--preset", default=default("PRESET"))

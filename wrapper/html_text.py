@@ -11,6 +11,7 @@ A paragraph ends at every block element (p, div, li, headings, table cells, br .
 and tables that survive give short fragments, which the sentence filter drops.
 """
 import html.parser
+from typing import List
 
 SKIPPED_TAGS = frozenset("""
     head script style noscript template nav header footer aside pre svg math button select
@@ -86,7 +87,7 @@ class _Paragraphs(html.parser.HTMLParser):
             self.pieces.append(data)
 
 
-def paragraphs(markup):
+def paragraphs(markup: str) -> List[str]:
     """The text paragraphs of one HTML document (a str), in reading order."""
     parser = _Paragraphs()
     parser.feed(markup)

@@ -30,7 +30,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from wrapper import paths
 from wrapper.fsutil import pid_alive
@@ -39,19 +39,19 @@ from wrapper.cli import UserError
 DATA_LOCK_NAME = "data.lock"
 
 
-def locks_dir(data_dir):
+def locks_dir(data_dir: str) -> str:
     return os.path.join(data_dir, ".locks")
 
 
-def data_lock_file(data_dir):
+def data_lock_file(data_dir: str) -> str:
     return os.path.join(locks_dir(data_dir), DATA_LOCK_NAME)
 
 
-def model_lock_file(data_dir, model_name):
+def model_lock_file(data_dir: str, model_name: str) -> str:
     return os.path.join(locks_dir(data_dir), "model-%s.lock" % model_name.replace(os.sep, "_"))
 
 
-def evaluation_lock_file(data_dir, out_dir):
+def evaluation_lock_file(data_dir: str, out_dir: str) -> str:
     """make evaluate's lock on one results directory (models/N/evaluation or evaluation/X)."""
     rel = os.path.relpath(os.path.abspath(out_dir), os.path.abspath(data_dir))
     return os.path.join(locks_dir(data_dir), "evaluate-%s.lock" % rel.replace(os.sep, "_"))
@@ -75,7 +75,7 @@ def _parent_pid(pid):
         return None
 
 
-def is_ancestor(pid):
+def is_ancestor(pid: int) -> bool:
     """True when `pid` is this process or one of its ancestors."""
     current = os.getpid()
     for _ in range(256):
@@ -87,7 +87,7 @@ def is_ancestor(pid):
     return False
 
 
-def read_holder(path):
+def read_holder(path: str) -> Tuple[Optional[int], Union[Dict[str, str], str]]:
     """(pid or None, text) recorded by the lock's holder."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -102,7 +102,7 @@ def read_holder(path):
     return pid, fields
 
 
-def describe_holder(fields, pid):
+def describe_holder(fields: Union[Dict[str, str], str], pid: Optional[int]) -> str:
     if pid is None:
         return "another process"
     text = "PID %d" % pid
@@ -182,7 +182,8 @@ def _open_lock_file(path):
         raise UserError("cannot open the lock file %s: %s" % (path, e.strerror or e))
 
 
-def acquire(path, what, shared=False, command=None, label=None, attempts=3):
+def acquire(path: str, what: str, shared: bool = False, command: Optional[str] = None,
+            label: Optional[str] = None, attempts: int = 3) -> Lock:
     """Takes the lock on `path` without waiting; raises UserError naming the holder.
 
     A run never waits on another one: it is refused at once, saying who holds the lock and
@@ -228,7 +229,7 @@ def acquire(path, what, shared=False, command=None, label=None, attempts=3):
 
 
 @contextlib.contextmanager
-def held(path, what, shared=False, **kwargs):
+def held(path: str, what: str, shared: bool = False, **kwargs: Any) -> Iterator[Lock]:
     """`with held(lock_file, "model directory X") as lock:` for stages run from this process
     (wrapper/pipeline.py); kwargs go to acquire()."""
     lock = acquire(path, what, shared=shared, **kwargs)

@@ -1,6 +1,7 @@
 """How far a converted model's logits are from the TF graph's: the one comparison that verify
 (our trained model) and conformance (the reference's tiny checkpoint) both make."""
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -19,7 +20,8 @@ class LogitAgreement:
         return self.argmax_equal / self.positions if self.positions else 1.0
 
 
-def logit_agreement(got, want, want_argmax=None) -> LogitAgreement:
+def logit_agreement(got: np.ndarray, want: np.ndarray,
+                    want_argmax: Optional[np.ndarray] = None) -> LogitAgreement:
     """got: logits [positions..., classes]; want: the TF logits of the same positions, whole
     or their first classes only (then want_argmax gives the TF argmax of each position)."""
     got, want = np.asarray(got), np.asarray(want)

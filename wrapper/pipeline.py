@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from wrapper import debian_corpus, locking, paths, settings, stages, supervise
 from wrapper.text_packages import debian_text_paths
@@ -70,24 +70,27 @@ Plan = collections.namedtuple("Plan", [
 ])
 
 
-def plan(record=None, inputs=(), input_list=(), variables=None, outputs=(),
-         keeps=None, may_change=(), commands=(), writes=True):
+def plan(record: Optional[str] = None, inputs: Iterable[str] = (),
+         input_list: Iterable[str] = (), variables: Optional[Mapping[str, Any]] = None,
+         outputs: Iterable[str] = (), keeps: Optional[str] = None,
+         may_change: Iterable[str] = (), commands: Iterable[Command] = (),
+         writes: bool = True) -> Plan:
     return Plan(record, list(inputs), list(input_list), dict(variables or {}),
                 list(outputs), keeps, tuple(may_change), list(commands), writes)
 
 
-def read_settings(environ=None):
+def read_settings(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """{name: value} of every pipeline variable: the environment's (Make exports each one),
     else its default (wrapper/settings.py)."""
     return settings.values(os.environ if environ is None else environ)
 
 
-def backend(values):
+def backend(values: Dict[str, str]) -> str:
     """BACKEND, its default (tf1) when empty."""
     return values["BACKEND"] or settings.default("BACKEND")
 
 
-def electra_dir(values):
+def electra_dir(values: Dict[str, str]) -> str:
     """ELECTRA_DIR as an absolute path; empty or the default (relative to the repository,
     where make runs): ours."""
     value = values["ELECTRA_DIR"]
@@ -96,7 +99,7 @@ def electra_dir(values):
     return os.path.abspath(value)
 
 
-def our_electra_dir(values):
+def our_electra_dir(values: Dict[str, str]) -> bool:
     return electra_dir(values) == paths.ELECTRA_DIR
 
 
@@ -105,7 +108,7 @@ def our_electra_dir(values):
 # stage depends on what is on disk, a `look` the run step adds it with (the corpus's files,
 # the builder's flags from hparams.json, a scratch directory for a read-only model).
 
-def corpus_sources(corpus):
+def corpus_sources(corpus: str) -> List[str]:
     """The files the corpus stage reads (wrapper/corpus.py's own list: never a FIFO or a
     device, nothing in a subdirectory); the named paths when that list cannot be made (the
     stage's command then says why, after the checks that come first)."""
@@ -116,14 +119,14 @@ def corpus_sources(corpus):
         return [part for part in corpus.split(os.pathsep) if part]
 
 
-def corpus_parts(values):
+def corpus_parts(values: Dict[str, str]) -> Tuple[List[str], List[str]]:
     """CORPUS's parts: (paths, debian-es parts)."""
     parts = [part for part in values["CORPUS"].split(os.pathsep) if part]
     return ([part for part in parts if not debian_corpus.is_debian_es(part)],
             [part for part in parts if debian_corpus.is_debian_es(part)])
 
 
-def corpus_plan(values):
+def corpus_plan(values: Dict[str, str]) -> Plan:
     data_dir = values["DATA_DIR"]
     files, debian = corpus_parts(values)
     return plan(
@@ -140,7 +143,7 @@ def corpus_plan(values):
                            "--download-bytes=" + values["DOWNLOAD_BYTES"]])])
 
 
-def corpus_look(values, stage_plan, scratch):
+def corpus_look(values: Dict[str, str], stage_plan: Plan, scratch: Callable[[], str]) -> Plan:
     files, debian = corpus_parts(values)
     variables = dict(stage_plan.variables)
     if debian:   # its text follows from the packages' versions, not thousands of pages hashed
@@ -150,7 +153,7 @@ def corpus_look(values, stage_plan, scratch):
                                variables=variables)
 
 
-def vocab_plan(values):
+def vocab_plan(values: Dict[str, str]) -> Plan:
     data_dir, vocab = values["DATA_DIR"], values["VOCAB"]
     return plan(
         record="vocab",
@@ -162,12 +165,12 @@ def vocab_plan(values):
                            "--vocab=" + vocab, "--vocab-size=" + values["VOCAB_SIZE"]])])
 
 
-def vocab_look(values, stage_plan, scratch):
+def vocab_look(values: Dict[str, str], stage_plan: Plan, scratch: Callable[[], str]) -> Plan:
     settings.check_vocab(values["VOCAB"])
     return stage_plan
 
 
-def hparams_plan(values):
+def hparams_plan(values: Dict[str, str]) -> Plan:
     data_dir, preset = values["DATA_DIR"], values["PRESET"]
     return plan(
         record="hparams", inputs=[paths.vocab_file(data_dir)],
@@ -180,7 +183,7 @@ def hparams_plan(values):
                            "--num-gpus=" + values["NUM_GPUS"]])])
 
 
-def hparams_look(values, stage_plan, scratch):
+def hparams_look(values: Dict[str, str], stage_plan: Plan, scratch: Callable[[], str]) -> Plan:
     """The preset's file is an input; an unknown PRESET is the command's to name (its one
     check: settings.preset_path)."""
     preset_file = settings.preset_file(values["PRESET"])
@@ -189,7 +192,7 @@ def hparams_look(values, stage_plan, scratch):
     return stage_plan._replace(inputs=stage_plan.inputs + [preset_file])
 
 
-def pretrain_data_plan(values):
+def pretrain_data_plan(values: Dict[str, str]) -> Plan:
     data_dir, electra = values["DATA_DIR"], electra_dir(values)
     # Our builder takes --seed (reproducible shards); an upstream checkout has no such flag.
     seed = ["--seed=1234"] if our_electra_dir(values) else []
@@ -204,7 +207,8 @@ def pretrain_data_plan(values):
                            "--num-processes=" + values["NUM_PROCESSES"]] + seed)])
 
 
-def pretrain_data_look(values, stage_plan, scratch):
+def pretrain_data_look(values: Dict[str, str], stage_plan: Plan,
+                       scratch: Callable[[], str]) -> Plan:
     """The builder's flags follow from DATA_DIR/hparams.json (before --num-processes)."""
     from wrapper import hparams
     flags = hparams.builder_flags(values["DATA_DIR"]).split()
@@ -215,7 +219,7 @@ def pretrain_data_look(values, stage_plan, scratch):
                                    argv=argv[:at] + flags + argv[at:])])
 
 
-def pretrain_command(values):
+def pretrain_command(values: Dict[str, str]) -> Command:
     """The trainer BACKEND names, with the same command line either way."""
     data_dir, model_name = values["DATA_DIR"], values["MODEL_NAME"]
     args = ["--data-dir=" + os.path.abspath(data_dir), "--model-name=" + model_name,
@@ -229,7 +233,7 @@ def pretrain_command(values):
     return Command([paths.VENV_PYTHON, "run_pretraining.py"] + args, cwd=electra_dir(values))
 
 
-def pretrain_plan(values):
+def pretrain_plan(values: Dict[str, str]) -> Plan:
     data_dir, model_name, electra = values["DATA_DIR"], values["MODEL_NAME"], electra_dir(values)
     model_dir = paths.model_dir(data_dir, model_name)
     # BACKEND is not among the variables: both trainers write the same checkpoints, so
@@ -251,13 +255,13 @@ def pretrain_plan(values):
         commands=[pretrain_command(values)])
 
 
-def check_pretrain(values):
+def check_pretrain(values: Dict[str, str]) -> None:
     if backend(values) == "torch" and not our_electra_dir(values):
         raise UserError("ELECTRA_DIR=%s names a TF1 trainer, and BACKEND=torch runs "
                         "third_party/electra_torch; drop one of them" % values["ELECTRA_DIR"])
 
 
-def convert_plan(values):
+def convert_plan(values: Dict[str, str]) -> Plan:
     data_dir, model_name = values["DATA_DIR"], values["MODEL_NAME"]
     return plan(
         record="convert-" + model_name,
@@ -269,7 +273,7 @@ def convert_plan(values):
                            "--model-name=" + model_name])])
 
 
-def verify_plan(values):
+def verify_plan(values: Dict[str, str]) -> Plan:
     data_dir, model_name = values["DATA_DIR"], values["MODEL_NAME"]
     args = ["--data-dir=" + data_dir, "--model-name=" + model_name]
     # TF logits in .venv, then the comparison in each environment.
@@ -283,7 +287,7 @@ def verify_plan(values):
         writes=False)
 
 
-def verify_look(values, stage_plan, scratch):
+def verify_look(values: Dict[str, str], stage_plan: Plan, scratch: Callable[[], str]) -> Plan:
     """A read-only model directory is verified all the same: the logits go to a scratch
     directory, removed when the stage ends."""
     if not paths.read_only(paths.model_dir(values["DATA_DIR"], values["MODEL_NAME"])):
@@ -295,14 +299,14 @@ def verify_look(values, stage_plan, scratch):
         [command._replace(argv=command.argv + ["--tf-logits=" + logits]) for command in compare])
 
 
-def predict_plan(values):
+def predict_plan(values: Dict[str, str]) -> Plan:
     return plan(commands=[Command([
         paths.VENV_PYTHON, "-m", "wrapper.predict",
         "--model-dir=" + paths.hf_dir(values["DATA_DIR"], values["MODEL_NAME"], "discriminator"),
         "--", values["SENTENCE"]])])
 
 
-def evaluate_plan(values):
+def evaluate_plan(values: Dict[str, str]) -> Plan:
     argv = [paths.MODERN_PYTHON, "-m", "wrapper.evaluate", "--data-dir=" + values["DATA_DIR"],
             "--model-name=" + values["MODEL_NAME"], "--task=" + values["TASK"]]
     for name, flag in (("MODEL", "--model"), ("BASELINE", "--baseline"),
@@ -312,7 +316,7 @@ def evaluate_plan(values):
     return plan(commands=[Command(argv)])
 
 
-def conformance_plan(values):
+def conformance_plan(values: Dict[str, str]) -> Plan:
     argv = [paths.VENV_PYTHON, "-m", "wrapper.conformance"]
     if not our_electra_dir(values):
         argv.append("--electra-dir=" + electra_dir(values))
@@ -321,7 +325,7 @@ def conformance_plan(values):
     return plan(commands=[Command(argv)])
 
 
-def tensorboard_plan(values):
+def tensorboard_plan(values: Dict[str, str]) -> Plan:
     return plan(commands=[Command([
         os.path.join(os.path.dirname(paths.VENV_PYTHON), "tensorboard"),
         "--logdir=" + paths.model_dir(values["DATA_DIR"], values["MODEL_NAME"])])])
@@ -380,7 +384,7 @@ STAGES = collections.OrderedDict((row.name, row) for row in TABLE)
 ALL = tuple(row.name for row in TABLE if row.in_all)
 
 
-def current_plan(row, values, scratch):
+def current_plan(row: Row, values: Dict[str, str], scratch: Callable[[], str]) -> Plan:
     """Stage `row`'s plan with what the run step finds on disk."""
     stage_plan = row.plan(values)
     return row.look(values, stage_plan, scratch) if row.look else stage_plan
@@ -388,7 +392,7 @@ def current_plan(row, values, scratch):
 
 # ---- the runner -----------------------------------------------------------------------------
 
-def check_values(values):
+def check_values(values: Dict[str, str]) -> None:
     """Every pipeline setting's own check, and the hosts' together, in one line naming the
     variable: once per run, before its first stage (run_stages)."""
     for name in PIPELINE_VARS:
@@ -396,7 +400,7 @@ def check_values(values):
     settings.check_hosts(values)
 
 
-def check_settings(name, values):
+def check_settings(name: str, values: Dict[str, str]) -> None:
     """Refuses settings stage `name` cannot use, in one line, before any lock or work (each
     setting's own check is check_values's)."""
     row = STAGES[name]
@@ -412,7 +416,7 @@ def check_settings(name, values):
         row.check(values)
 
 
-def show(command):
+def show(command: Command) -> str:
     text = " ".join(shlex.quote(arg) for arg in command.argv)
     given = ["%s=%s" % (name, shlex.quote(value))
              for name, value in sorted((command.env or {}).items()) if value]
@@ -420,7 +424,7 @@ def show(command):
     return "cd %s && %s" % (shlex.quote(command.cwd), text) if command.cwd else text
 
 
-def take_locks(name, values, stack):
+def take_locks(name: str, values: Dict[str, str], stack: contextlib.ExitStack) -> None:
     """Takes stage `name`'s locks until `stack` closes; its commands inherit them."""
     kind = STAGES[name].lock
     if kind is None:
@@ -437,12 +441,12 @@ def take_locks(name, values, stack):
             os.set_inheritable(lock.fd, True)
 
 
-def scratch_maker(stack):
+def scratch_maker(stack: contextlib.ExitStack) -> Callable[[], str]:
     """A function that makes a temporary directory removed when `stack` closes."""
     return lambda: stack.enter_context(tempfile.TemporaryDirectory(prefix="electra-verify-"))
 
 
-def bring_upstream_up_to_date(name, values):
+def bring_upstream_up_to_date(name: str, values: Dict[str, str]) -> int:
     """Before stage `name`: each recorded earlier stage whose output it reads (its row's
     upstream) must still be what the current settings make (hparams with this PRESET,
     HPARAMS_OVERRIDES, NUM_GPUS) and whole (a truncated shard). A cheap one is redone first;
@@ -475,7 +479,7 @@ def bring_upstream_up_to_date(name, values):
     return 0
 
 
-def run_one(name, values, dry_run=False):
+def run_one(name: str, values: Dict[str, str], dry_run: bool = False) -> int:
     """Runs stage `name` under its lock; returns the exit status of its command(s)."""
     check_settings(name, values)
     row = STAGES[name]
@@ -505,12 +509,13 @@ def run_one(name, values, dry_run=False):
                                 stage_plan.commands, stage_plan.may_change, stage_plan.writes)
 
 
-def first_stages(name, values):
+def first_stages(name: str, values: Dict[str, str]) -> List[str]:
     """The stages stage `name`, run on its own, runs first (its row's first_if_given)."""
     return [first for setting, first in STAGES[name].first_if_given if values[setting]]
 
 
-def run_stages(names, values, dry_run=False, headers=False, checked=False):
+def run_stages(names: Sequence[str], values: Dict[str, str], dry_run: bool = False,
+               headers: bool = False, checked: bool = False) -> int:
     """Runs stages in order; stops at the first that fails (its one error line printed).
     Every setting is checked first, unless the caller has (`checked`)."""
     for position, name in enumerate(names):
@@ -530,7 +535,7 @@ def run_stages(names, values, dry_run=False, headers=False, checked=False):
     return 0
 
 
-def text_packages(dry_run):
+def text_packages(dry_run: bool) -> int:
     """Installs Debian's Spanish text when it can (wrapper/text_packages.py), else says how."""
     command = Command([paths.VENV_PYTHON, "-m", "wrapper.text_packages"])
     if dry_run:
@@ -539,13 +544,13 @@ def text_packages(dry_run):
     return supervise.run_commands([command])
 
 
-def user_value(name, values, environ):
+def user_value(name: str, values: Dict[str, str], environ: Mapping[str, str]) -> str:
     """A setting outside the pipeline's (DEMO_*, docker-run's) as Make sets it: the
     environment's value, else its default (wrapper/settings.py)."""
     return environ[name] if name in environ else settings.default(name, dict(environ, **values))
 
 
-def given_or(name, values, environ, otherwise):
+def given_or(name: str, values: Dict[str, str], environ: Mapping[str, str], otherwise: str) -> str:
     """Pipeline setting `name` when the user gave it (not empty), else `otherwise`."""
     return values[name] if name in settings.given(environ) and values[name].strip() else otherwise
 
@@ -554,7 +559,7 @@ def given_or(name, values, environ, otherwise):
 DEMO_TRAIN_SIZE = "100000"
 
 
-def demo_settings(values, environ):
+def demo_settings(values: Dict[str, str], environ: Mapping[str, str]) -> Dict[str, str]:
     """make demo's settings (DEMO_*). Its text: CORPUS= when given, else Debian's Spanish
     text (what of it is installed), else an OpenSubtitles slice."""
     corpus = values["CORPUS"] or os.pathsep.join(debian_text_paths())
@@ -571,7 +576,7 @@ def demo_settings(values, environ):
     return demo
 
 
-def run_demo(values, environ, dry_run=False):
+def run_demo(values: Dict[str, str], environ: Mapping[str, str], dry_run: bool = False) -> int:
     started = time.time()
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     status = text_packages(dry_run)
@@ -608,7 +613,8 @@ DEMO_GPU_SMOKE_OVERRIDES = {
                                "num_attention_heads": 2, "intermediate_size": 256}}
 
 
-def demo_gpu_settings(values, environ):
+def demo_gpu_settings(values: Dict[str, str], environ: Mapping[str, str]
+                      ) -> Tuple[Dict[str, str], bool]:
     """make demo-gpu's settings and whether it is the CPU smoke run (DEMO_GPU_SMOKE=1)."""
     smoke = user_value("DEMO_GPU_SMOKE", values, environ).strip() not in ("", "0")
     demo = dict(values)
@@ -630,7 +636,7 @@ def demo_gpu_settings(values, environ):
     return demo, smoke
 
 
-def check_cuda():
+def check_cuda() -> None:
     """UserError unless .venv-modern's torch sees a CUDA GPU: before any stage runs."""
     probe = subprocess.run(
         [paths.MODERN_PYTHON, "-c", "import torch; print(torch.__version__, "
@@ -648,7 +654,7 @@ def check_cuda():
                     "same path on the CPU with a tiny model" % seen)
 
 
-def replaced_word_command(demo):
+def replaced_word_command(demo: Dict[str, str]) -> Command:
     return Command([
         paths.MODERN_PYTHON, "-m", "wrapper.replaced_word",
         "--model-dir=" + paths.hf_dir(demo["DATA_DIR"], demo["MODEL_NAME"], "discriminator"),
@@ -656,7 +662,7 @@ def replaced_word_command(demo):
         "--seed=1234"])
 
 
-def run_demo_gpu(values, environ, dry_run=False):
+def run_demo_gpu(values: Dict[str, str], environ: Mapping[str, str], dry_run: bool = False) -> int:
     """make demo-gpu: ELECTRA-small (PRESET=demo-gpu) with the PyTorch trainer on one GPU,
     then the replaced-word check on held-out sentences and make evaluate against random
     initialisation over 5 seeds."""
@@ -709,7 +715,7 @@ TORCH_IMAGE_TARGETS = ("help", "corpus", "vocab", "hparams", "pretrain-data", "p
                        "evaluate")
 
 
-def docker_image(values, environ):
+def docker_image(values: Dict[str, str], environ: Mapping[str, str]) -> str:
     """DOCKER_IMAGE, checked: an image reference, never an option (`--privileged`)."""
     settings.check("IMAGE", user_value("IMAGE", values, environ))
     image = environ.get("DOCKER_IMAGE") or settings.default("DOCKER_IMAGE", environ)
@@ -717,7 +723,7 @@ def docker_image(values, environ):
     return image
 
 
-def docker_command(values, environ, tty):
+def docker_command(values: Dict[str, str], environ: Mapping[str, str], tty: bool) -> List[str]:
     """`docker run ... make TARGET` with every pipeline variable the user gave forwarded as
     `-e NAME=VALUE` (one argument each: no shell ever sees the values; the image's make has the
     same defaults, and a default forwarded would count as given there). Host paths the
@@ -789,7 +795,7 @@ def docker_command(values, environ, tty):
     return argv + [image, "make", target]
 
 
-def docker_run(values, environ, dry_run=False):
+def docker_run(values: Dict[str, str], environ: Mapping[str, str], dry_run: bool = False) -> int:
     argv = docker_command(values, environ, tty=sys.stdin.isatty() and sys.stdout.isatty())
     if dry_run:
         print(" ".join(shlex.quote(arg) for arg in argv))
@@ -807,14 +813,14 @@ def docker_run(values, environ, dry_run=False):
 
 # ---- command line ---------------------------------------------------------------------------
 
-def make_dry_run(environ):
+def make_dry_run(environ: Mapping[str, str]) -> bool:
     """True under `make -n` (the recipe line is marked `+` so that this runner is asked)."""
     words = environ.get("MAKEFLAGS", "").split()
     flags = words[0] if words and not words[0].startswith("-") and "=" not in words[0] else ""
     return any(flag in flags for flag in "ntq")   # -t and -q must not run a stage either
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wrapper.pipeline",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("stage", nargs="*", help="stages to run: %s, all, demo"

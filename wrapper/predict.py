@@ -10,14 +10,15 @@ is the one saved beside the model, so the text is tokenized as in pretraining (a
 for a cased model; the tutorial's `do_lower_case=False` call stripped them). A sentence
 longer than the model's positions (512 for ELECTRA-small) is cut there, with a note.
 """
+import argparse
 import os
 from dataclasses import dataclass
-from typing import List
+from typing import Any, List, Optional, Tuple
 
 from wrapper.cli import ArgumentParser, UserError, run_main
 
 
-def load(model_dir):
+def load(model_dir: str) -> Tuple[Any, Any]:
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise UserError("%s holds no converted model (no config.json); run make convert, or "
                         "point --model-dir at DATA_DIR/models/NAME/hf/discriminator" % model_dir)
@@ -73,7 +74,7 @@ LEGEND = ("row 1: tokens; row 2: verdict, 1 = replaced, 0 = original (logit > 0)
           "row 3: probability that the token was replaced, * = highest")
 
 
-def table(tokens, predictions, probabilities):
+def table(tokens: List[str], predictions: List[int], probabilities: List[float]) -> str:
     """The tutorial's "%7s" columns, widened where a token needs it ("pájaros" has 7
     characters, and "%7s" would glue it to its neighbour), the top probability marked."""
     widths = [max(7, len(token) + 1) for token in tokens]
@@ -102,7 +103,7 @@ def top_word(tokens: List[str], position: int) -> str:
     return "".join(t[2:] if t.startswith("##") else t for t in tokens[start:end])
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = ArgumentParser(
         prog="python -m wrapper.predict",
         description="Show the discriminator's replaced-token predictions for a sentence.")
@@ -112,7 +113,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if not args.sentence.strip():
         raise UserError("the sentence is empty; pass one, e.g. \"Los pájaros están hablando\"")

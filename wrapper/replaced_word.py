@@ -12,9 +12,11 @@ prediction) and prints the replaced word, the word of the discriminator's top to
 pieces. The last line: `replaced word is the discriminator's top token in K of N sentences
 (P%)`. The same file, count and seed give the same sentences and replacements.
 """
+import argparse
 import json
 import os
 import random
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from wrapper import fsutil, predict
 from wrapper.cli import ArgumentParser, UserError, run_main
@@ -22,12 +24,13 @@ from wrapper.cli import ArgumentParser, UserError, run_main
 MIN_WORDS, MAX_WORDS = 6, 40
 
 
-def replaceable(words):
+def replaceable(words: Sequence[str]) -> List[int]:
     """Positions that may be replaced: inner words made of letters only."""
     return [i for i in range(1, len(words) - 1) if words[i].isalpha()]
 
 
-def choose(path, count, seed):
+def choose(path: str, count: int, seed: int
+           ) -> Tuple[List[Tuple[int, List[str]]], random.Random]:
     """[(line number, words)] of `count` lines chosen with `seed`, and the rng to go on."""
     if not os.path.isfile(path):
         raise UserError("--sentences %s is not a file; give a text file, one sentence a line"
@@ -48,7 +51,8 @@ def choose(path, count, seed):
     return rng.sample(eligible, count), rng
 
 
-def replacements(chosen, rng):
+def replacements(chosen: Sequence[Tuple[int, List[str]]], rng: random.Random
+                 ) -> List[Tuple[int, str, str]]:
     """[(position, original word, replacement)] per chosen sentence."""
     found = []
     for index, (_, words) in enumerate(chosen):
@@ -62,13 +66,14 @@ def replacements(chosen, rng):
     return found
 
 
-def pieces(tokenizer, text):
+def pieces(tokenizer, text: str) -> int:
     """How many word pieces `text` is (encode() adds [CLS] and [SEP] in every version; the
     old tokenize() of transformers 2.8's fast tokenizer adds them too, the current not)."""
     return len(tokenizer.encode(text)) - 2
 
 
-def check(tokenizer, model, words, position, replacement):
+def check(tokenizer, model, words: List[str], position: int, replacement: str
+          ) -> Dict[str, Any]:
     """The discriminator on the sentence with words[position] replaced: a result dict."""
     changed = words[:position] + [replacement] + words[position + 1:]
     prediction = predict.predict(tokenizer, model, " ".join(changed))
@@ -84,7 +89,7 @@ def check(tokenizer, model, words, position, replacement):
                 hit=start <= top < start + count)
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = ArgumentParser(
         prog="python -m wrapper.replaced_word",
         description="Replace one word per sentence; does the discriminator find it?")
@@ -97,7 +102,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.count < 1:
         raise UserError("--count must be at least 1 (got %d)" % args.count)

@@ -13,6 +13,7 @@ SYNOPSIS and the translators', authors', copyright and bug-report sections (SKIP
 """
 import re
 import unicodedata
+from typing import List
 
 # Section titles (upper-cased, accents removed) whose text is left out.
 SKIPPED_SECTIONS = frozenset([
@@ -70,7 +71,7 @@ def _escape(match):
     return ""
 
 
-def text_of(line):
+def text_of(line: str) -> str:
     """A roff text line without its escapes (fonts, sizes, named characters ...)."""
     if '\\"' in line:
         line = line[:line.index('\\"')]
@@ -110,7 +111,7 @@ def _section_key(title):
     return " ".join("".join(ch for ch in plain if not unicodedata.combining(ch)).split())
 
 
-def paragraphs(source):
+def paragraphs(source: str) -> List[str]:
     """The text paragraphs of one man page (its roff source, a str), in reading order."""
     found, current = [], []
     skip_section = False

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from wrapper import paths
 from wrapper.cli import UserError, positive_int
@@ -237,7 +237,8 @@ def default(name: str, values: Mapping[str, str] = None) -> str:
     return re.sub(r"\{([A-Z_0-9]+)\}", lambda m: value_of(m.group(1)), d)
 
 
-def values(environ: Mapping[str, str], names=PIPELINE_VARS) -> Dict[str, str]:
+def values(environ: Mapping[str, str], names: Sequence[str] = PIPELINE_VARS
+           ) -> Dict[str, str]:
     """{name: value} of settings `names` as Make sets them: the environment's value when the
     name is there (empty included), else the default."""
     result: Dict[str, str] = {}
@@ -251,7 +252,7 @@ def from_environment(name: str) -> str:
     return values(os.environ, [name])[name]
 
 
-def given(environ: Mapping[str, str]):
+def given(environ: Mapping[str, str]) -> Set[str]:
     """The pipeline settings the user gave: make's PIPELINE_GIVEN (command line or
     environment), else those the environment holds."""
     listed = environ.get("PIPELINE_GIVEN")
@@ -308,7 +309,7 @@ def check_vocab(vocab: str) -> None:
                                               "neither mbert, train nor an existing file"))
 
 
-def preset_names():
+def preset_names() -> List[str]:
     return sorted(n[:-len(".json")] for n in os.listdir(paths.HPARAMS_PRESETS_DIR)
                   if n.endswith(".json"))
 
@@ -362,7 +363,7 @@ def make_default(s: Setting) -> str:
     return re.sub(r"\{([A-Z_0-9]+)\}", r"$(\1)", d.replace("$", "$$"))
 
 
-def words(names, indent: int, first: str) -> str:
+def words(names: Sequence[str], indent: int, first: str) -> str:
     """Make's `NAME := a b c` over several lines of at most 96 characters."""
     lines, line = [], first
     for name in names:
@@ -403,7 +404,7 @@ def readme_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["make"]:
         sys.stdout.write(settings_mk())

@@ -12,6 +12,7 @@ English ones than Spanish ones (the untranslated parts of a translated manual), 
 ("Anterior", "Siguiente", "Inicio" ...) and copyright lines.
 """
 import unicodedata
+from typing import List
 
 # Lower-case words that end with a '.' they do not end a sentence with.
 ABBREVIATIONS = frozenset("""
@@ -78,7 +79,7 @@ def _ends_sentence(token, next_token, open_marks):
     return True
 
 
-def split_sentences(paragraph):
+def split_sentences(paragraph: str) -> List[str]:
     """The sentences of one paragraph (whitespace already made single spaces or not)."""
     tokens = paragraph.split()
     sentences, current, open_marks = [], [], 0
@@ -98,7 +99,7 @@ def _plain_words(line):
     return [w.strip(CLOSERS + OPENERS + ".,;:¿?¡!…-—–").lower() for w in line.split()]
 
 
-def keep_sentence(line):
+def keep_sentence(line: str) -> bool:
     """True for a line of Spanish prose worth pretraining on (see the top)."""
     words = _plain_words(line)
     if len(words) < MIN_WORDS:
@@ -117,6 +118,6 @@ def keep_sentence(line):
     return spanish > 0 and spanish > english
 
 
-def normalize(text):
+def normalize(text: str) -> str:
     """NFC, and every run of whitespace (tabs, no-break spaces, line separators) one space."""
     return " ".join(unicodedata.normalize("NFC", text).split())

@@ -2,6 +2,7 @@
 reach them, and say in one line which command a signal ended."""
 import os
 import subprocess
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 from wrapper.cli import UserError
 
@@ -24,7 +25,7 @@ def _die_with_parent():
         pass
 
 
-def run_commands(commands):
+def run_commands(commands: Iterable[Any]) -> int:
     """Runs each command (an argument list, or one with .argv and .cwd) in turn; returns the
     first non-zero exit status, or 0."""
     for command in commands:
@@ -45,7 +46,7 @@ def run_commands(commands):
     return 0
 
 
-def command_environment(command):
+def command_environment(command: Any) -> Optional[Dict[str, str]]:
     """The environment of `command`: this one, with the command's own `env` ({name: value})
     over it, where an empty value unsets the name (Make exports a variable nobody gave as
     empty, and NNODES= would read as a value); None when it has none."""
@@ -61,7 +62,7 @@ def command_environment(command):
     return environ
 
 
-def wait_through_ctrl_c(proc):
+def wait_through_ctrl_c(proc: subprocess.Popen) -> int:
     """The command's exit status. Ctrl-C reaches the whole process group: the command stops
     on its own terms (the trainer says where it stopped and how to resume) instead of being
     killed by this runner; a second Ctrl-C stops it at once."""
@@ -77,7 +78,7 @@ def wait_through_ctrl_c(proc):
     return (status if status > 0 else 130) if interrupted else status
 
 
-def killed_by_signal(argv, number):
+def killed_by_signal(argv: Sequence[str], number: int) -> str:
     """One line for a command that a signal ended: which command, which signal, what now."""
     import signal
     try:

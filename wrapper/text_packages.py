@@ -17,6 +17,7 @@ import collections
 import os
 import shutil
 import subprocess
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from wrapper.cli import ArgumentParser, UserError, run_main
 
@@ -57,7 +58,7 @@ TEST_PACKAGES = ("fortunes-es", "debian-reference-es", "manpages-es", "maint-gui
 CORPUS_WAY_OUT = "or give your own text: make demo CORPUS=path/to/text.txt (a .gz or a directory works too)"
 
 
-def installed_versions(packages):
+def installed_versions(packages: Iterable[str]) -> Dict[str, str]:
     """{package: version} of those of `packages` dpkg has installed ({} without dpkg)."""
     try:
         out = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Status}\t${Version}\n"]
@@ -73,12 +74,13 @@ def installed_versions(packages):
     return versions
 
 
-def install_command(packages, as_root):
+def install_command(packages: Iterable[str], as_root: bool) -> str:
     return "%sapt-get install %s" % ("" if as_root else "sudo ", " ".join(packages))
 
 
-def decide(missing, present, is_root, has_apt, user="make demo", partial_ok=True,
-           way_out=CORPUS_WAY_OUT):
+def decide(missing: Sequence[str], present: Sequence[str], is_root: bool, has_apt: bool,
+           user: str = "make demo", partial_ok: bool = True,
+           way_out: str = CORPUS_WAY_OUT) -> Tuple[str, List[str], str]:
     """What to do about the text packages `user` reads: (action, packages, message).
 
     missing, present: package names; action is "nothing", "note" (go on with the present
@@ -106,7 +108,8 @@ def decide(missing, present, is_root, has_apt, user="make demo", partial_ok=True
                           user if user.startswith("make ") else "make", way_out))
 
 
-def package_state(package_paths=None):
+def package_state(package_paths: Optional[Iterable[Tuple[str, str]]] = None
+                  ) -> Tuple[List[str], List[str]]:
     """(missing, present) package names, by the file or directory of each that is read."""
     missing, present = [], []
     for package, path in PACKAGE_PATHS if package_paths is None else package_paths:
@@ -114,14 +117,15 @@ def package_state(package_paths=None):
     return missing, present
 
 
-def debian_text_paths():
+def debian_text_paths() -> List[str]:
     """The text files/directories of make demo's two packages that exist now: its corpus
     when no CORPUS= is given (look after main() ran: it may have installed them)."""
     return [path for _, path in PACKAGE_PATHS if os.path.exists(path)]
 
 
-def ensure_installed(package_paths, user="make demo", partial_ok=True,
-                     way_out=CORPUS_WAY_OUT):
+def ensure_installed(package_paths: Optional[Iterable[Tuple[str, str]]],
+                     user: str = "make demo", partial_ok: bool = True,
+                     way_out: str = CORPUS_WAY_OUT) -> None:
     """Installs the missing ones of `package_paths` ((package, path) pairs) as root with
     apt-get, saying so; otherwise stops with the command (or notes what is missing)."""
     missing, present = package_state(package_paths)
@@ -142,7 +146,7 @@ def ensure_installed(package_paths, user="make demo", partial_ok=True,
         print("text_packages: installed %s" % " ".join(packages), flush=True)
 
 
-def install(packages, way_out=CORPUS_WAY_OUT):
+def install(packages: List[str], way_out: str = CORPUS_WAY_OUT) -> None:
     """apt-get update (a fresh machine's package lists may be empty), then install."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for command in (["apt-get", "update", "-qq"],
@@ -152,7 +156,7 @@ def install(packages, way_out=CORPUS_WAY_OUT):
                 " ".join(command), install_command(packages, True), way_out))
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     parser = ArgumentParser(
         prog="python -m wrapper.text_packages",
         description="Make sure make demo has Debian's Spanish text (fortunes-es, "

@@ -8,6 +8,8 @@ files are read by tensor_bundle (no TensorFlow import).
 import glob
 import os
 import re
+from types import ModuleType
+from typing import Any, Dict, Iterable, List, Optional
 
 from wrapper.cli import UserError
 from wrapper.electra import tensor_bundle
@@ -17,7 +19,7 @@ OPTIMIZER_SLOT_SUFFIXES = ("/adam_m", "/adam_v")
 GLOBAL_STEP = "global_step"
 
 
-def is_training_state(name):
+def is_training_state(name: str) -> bool:
     return name == GLOBAL_STEP or name.endswith(OPTIMIZER_SLOT_SUFFIXES)
 
 
@@ -48,7 +50,7 @@ def _latest_in_directory(directory):
     return max(indexes, key=step)[:-len(".index")]
 
 
-def resolve_checkpoint(path):
+def resolve_checkpoint(path: str) -> str:
     """A checkpoint prefix from a prefix or a model directory; checks that it is complete."""
     if os.path.isdir(path):
         prefix = _latest_in_directory(path)
@@ -83,7 +85,7 @@ def resolve_checkpoint(path):
     return prefix
 
 
-def quiet_tensorflow():
+def quiet_tensorflow() -> ModuleType:
     """tensorflow.compat.v1, imported on first use, without its log and deprecation chatter."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow.compat.v1 as tf
@@ -96,7 +98,7 @@ def _damaged(prefix, error):
                      "earlier one)" % (prefix, error))
 
 
-def read_shapes(prefix):
+def read_shapes(prefix: str) -> Dict[str, List[int]]:
     """name -> shape (list) of every checkpoint entry."""
     try:
         return {name: shape for name, shape, _ in tensor_bundle.list_variables(prefix)}
@@ -104,7 +106,7 @@ def read_shapes(prefix):
         raise _damaged(prefix, e)
 
 
-def read_tensors(prefix, names=None):
+def read_tensors(prefix: str, names: Optional[Iterable[str]] = None) -> Dict[str, Any]:
     """OrderedDict name -> numpy array, sorted by name (all entries when names is None);
     every tensor's checksum is checked."""
     try:
@@ -113,7 +115,7 @@ def read_tensors(prefix, names=None):
         raise _damaged(prefix, e)
 
 
-def check_whole(prefix):
+def check_whole(prefix: str) -> None:
     """Raises UserError unless every tensor of the checkpoint reads back whole (checksums)."""
     try:
         tensor_bundle.verify_checkpoint(prefix)
@@ -121,7 +123,7 @@ def check_whole(prefix):
         raise _damaged(prefix, e)
 
 
-def global_step(prefix):
+def global_step(prefix: str) -> Optional[int]:
     if GLOBAL_STEP in read_shapes(prefix):
         return int(read_tensors(prefix, [GLOBAL_STEP])[GLOBAL_STEP])
     found = re.search(r"-(\d+)$", prefix)

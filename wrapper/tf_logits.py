@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import zipfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -37,7 +38,7 @@ SENTENCES = [
 ]
 
 
-def corpus_lines(data_dir, count=CORPUS_LINES):
+def corpus_lines(data_dir: str, count: int = CORPUS_LINES) -> List[str]:
     """The first non-empty lines of the run's corpus (real text the model has seen)."""
     found = []
     for path in sorted(glob.glob(os.path.join(paths.corpus_dir(data_dir), "*"))):
@@ -53,7 +54,10 @@ def corpus_lines(data_dir, count=CORPUS_LINES):
     return found
 
 
-def builder_rows(tokenizer, texts, max_tokens=MAX_TOKENS):
+def builder_rows(tokenizer: tokenization.FullTokenizer,
+                 texts: Sequence[Union[str, Tuple[str, str]]], max_tokens: int = MAX_TOKENS
+                 ) -> Tuple[List[Union[str, Tuple[str, str]]],
+                            List[Tuple[List[int], List[int]]]]:
     """(texts, rows of (ids, segment ids)) as the builder encodes them: [CLS] A [SEP]
     (B [SEP]); texts longer than max_tokens are left out rather than truncated."""
     vocab = tokenizer.vocab
@@ -73,7 +77,8 @@ def builder_rows(tokenizer, texts, max_tokens=MAX_TOKENS):
     return kept, rows
 
 
-def pad_rows(rows):
+def pad_rows(rows: Sequence[Tuple[List[int], List[int]]]
+             ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Right-padded int32 (input_ids, input_mask, segment_ids)."""
     width = max(len(ids) for ids, _ in rows)
     input_ids = np.zeros((len(rows), width), np.int32)
@@ -86,7 +91,7 @@ def pad_rows(rows):
     return input_ids, input_mask, segment_ids
 
 
-def built_sizes(built, networks):
+def built_sizes(built: Mapping[str, Any], networks: Sequence[str]) -> Dict[str, Dict[str, int]]:
     """{network: sizes} of the graph as built: shapes, and heads from its attention."""
     shapes = built["variable_shapes"]
     sizes = {}
@@ -99,7 +104,7 @@ def built_sizes(built, networks):
     return sizes
 
 
-def compute(data_dir, model_name):
+def compute(data_dir: str, model_name: str) -> Dict[str, np.ndarray]:
     """Inputs, TF logits and built sizes of a run's latest checkpoint."""
     # CPU only, on purpose: TF's C++ log would report the absent GPU as an error line.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -128,7 +133,7 @@ def compute(data_dir, model_name):
                 meta=np.array(json.dumps(meta)))
 
 
-def save(arrays, path):
+def save(arrays: Mapping[str, Any], path: str) -> None:
     """The npz (np.load reads it), written through fsutil.atomic_file: complete or absent.
     The archive is closed by its `with` even when a write fails, so that no half-closed
     ZipFile is left to complain at exit (np.savez leaves one on a full disk)."""
@@ -144,7 +149,7 @@ def save(arrays, path):
                                 % (path, e.strerror or e))
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     parser = model_parser("python -m wrapper.tf_logits", __doc__.split("\n")[0])
     parser.add_argument("--output", help="default: DATA_DIR/.cache/verify/NAME/tf-logits.npz")
     args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ Exit status 0 only when every check holds.
 import json
 import os
 import tempfile
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from wrapper import checkpoint_layout, convert, hf_tokenizer, paths, tf_checkpoi
 from wrapper.cli import UserError, model_parser, run_main
 from wrapper.logit_agreement import TOLERANCE, logit_agreement
 
-def load_tf_logits(path, data_dir, model_name):
+def load_tf_logits(path: str, data_dir: str, model_name: str) -> Dict[str, Any]:
     """The TF side written by wrapper.tf_logits, checked to be of the latest checkpoint."""
     if not os.path.isfile(path):
         raise UserError("%s is missing; compute the TF logits first: .venv/bin/python -m "
@@ -46,7 +47,9 @@ def load_tf_logits(path, data_dir, model_name):
     return ref
 
 
-def hf_tokenizer_mismatches(tokenizer, texts, input_ids, input_mask):
+def hf_tokenizer_mismatches(tokenizer, texts: Sequence[Union[str, Tuple[str, ...]]],
+                            input_ids: np.ndarray, input_mask: np.ndarray
+                            ) -> List[Tuple[Union[str, Tuple[str, ...]], List[int], List[int]]]:
     """Sentences where a Hugging Face tokenizer's encode() differs from the builder's ids."""
     bad = []
     for i, text in enumerate(texts):
@@ -70,7 +73,7 @@ class Report(object):
             self.failures.append(line)
 
 
-def torch_logits(model, ref):
+def torch_logits(model, ref: Mapping[str, Any]) -> np.ndarray:
     import torch
     with torch.no_grad():
         out = model(torch.tensor(ref["input_ids"], dtype=torch.long),
@@ -80,7 +83,8 @@ def torch_logits(model, ref):
     return logits.numpy().reshape(ref["input_ids"].shape + logits.shape[2:])
 
 
-def compare(report, label, network, logits, ref, argmax_only=False):
+def compare(report: Report, label: str, network: str, logits: np.ndarray, ref: Mapping[str, Any],
+            argmax_only: bool = False) -> None:
     real = ref["input_mask"] == 1
     found = logit_agreement(logits[real], ref["%s_logits" % network][real])
     if argmax_only:
@@ -95,7 +99,7 @@ def compare(report, label, network, logits, ref, argmax_only=False):
                      % (label, network, found.max_difference, TOLERANCE))
 
 
-def hf_dirs(data_dir, model_name, networks):
+def hf_dirs(data_dir: str, model_name: str, networks: Iterable[str]) -> Dict[str, str]:
     """{network: its converted directory}, each holding the config and tokenizer files
     (a missing weights file is a failed check of its own)."""
     dirs = {}
@@ -112,7 +116,7 @@ def hf_dirs(data_dir, model_name, networks):
     return dirs
 
 
-def check_configs(report, ref, dirs):
+def check_configs(report: Report, ref: Mapping[str, Any], dirs: Mapping[str, str]) -> None:
     """config.json against the graph as built (sizes: variable shapes; heads: the attention's
     shape, which no variable shows and a barely trained model hardly depends on) and against
     the run's hparams for what the graph does not show (activation, dropout, ...)."""
@@ -128,7 +132,7 @@ def check_configs(report, ref, dirs):
                                               json.dumps(want[wrong[0]]))))
 
 
-def check_legacy(report, ref, dirs):
+def check_legacy(report: Report, ref: Mapping[str, Any], dirs: Mapping[str, str]) -> None:
     """transformers 2.8.0: ElectraTokenizer(+Fast) ids, both networks."""
     import transformers
     for cls in (transformers.ElectraTokenizer, transformers.ElectraTokenizerFast):
@@ -152,7 +156,7 @@ def check_legacy(report, ref, dirs):
                     torch_logits(model, ref), ref)
 
 
-def check_modern(report, ref, dirs):
+def check_modern(report: Report, ref: Mapping[str, Any], dirs: Mapping[str, str]) -> None:
     """Current transformers: AutoTokenizer ids, both networks from safetensors and .bin."""
     import transformers
     transformers.utils.logging.disable_progress_bar()
@@ -198,7 +202,7 @@ def _is_legacy():
     return transformers.__version__.split(".")[0] in ("2", "3")
 
 
-def verify(data_dir, model_name, tf_logits=None):
+def verify(data_dir: str, model_name: str, tf_logits: Optional[str] = None) -> int:
     path = tf_logits or paths.tf_logits_file(data_dir, model_name)
     ref = load_tf_logits(path, data_dir, model_name)
     dirs = hf_dirs(data_dir, model_name,
@@ -220,7 +224,7 @@ def verify(data_dir, model_name, tf_logits=None):
     return 0
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     parser = model_parser(
         "python -m wrapper.verify",
         "Compare the converted Hugging Face models with our TF graph's logits (written by "

@@ -16,6 +16,7 @@ import itertools
 import os
 import sys
 import tempfile
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from wrapper import fsutil, paths
 from wrapper.cli import ArgumentParser, UserError, positive_int, run_main
@@ -29,7 +30,7 @@ LIMIT_ALPHABET = 1000         # characters the WordPiece trainer keeps (tokenize
 SAMPLE_LINES = 2000
 
 
-def validate(tokens, source):
+def validate(tokens: Sequence[str], source: str) -> None:
     """Raises UserError unless `tokens` is a usable BERT vocab: the builder's own rules
     (tokenization.vocab_problem), and no blank line or whitespace inside a token, which the
     builder would keep as tokens that no text can ever produce."""
@@ -44,7 +45,7 @@ def validate(tokens, source):
         raise UserError("vocab %s %s" % (source, problem))
 
 
-def read_tokens(path):
+def read_tokens(path: str) -> List[str]:
     """The tokens of a vocab file as the builder reads them (tokenization.read_vocab_tokens:
     lines end at "\\n" only), or one clear UserError."""
     try:
@@ -55,7 +56,7 @@ def read_tokens(path):
         raise UserError("cannot read vocab %s: %s" % (path, e.strerror))
 
 
-def mbert_tokens():
+def mbert_tokens() -> List[str]:
     """bert-base-multilingual-cased's vocab via transformers (the local cache first)."""
     import logging
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -75,7 +76,7 @@ def mbert_tokens():
         return read_tokens(tokenizer.save_vocabulary(tmp)[0])
 
 
-def corpus_files(data_dir):
+def corpus_files(data_dir: str) -> List[str]:
     directory = paths.corpus_dir(data_dir)
     files = sorted(os.path.join(directory, n) for n in os.listdir(directory)) \
         if os.path.isdir(directory) else []
@@ -85,7 +86,7 @@ def corpus_files(data_dir):
     return files
 
 
-def trained_tokens(data_dir, vocab_size):
+def trained_tokens(data_dir: str, vocab_size: int) -> List[str]:
     from tokenizers import BertWordPieceTokenizer
     tokenizer = BertWordPieceTokenizer(lowercase=False, strip_accents=False, clean_text=True,
                                        handle_chinese_chars=True, wordpieces_prefix="##")
@@ -98,7 +99,7 @@ def trained_tokens(data_dir, vocab_size):
         return read_tokens(saved)
 
 
-def unknown_words(tokenizer, lines, limit=3):
+def unknown_words(tokenizer, lines: Iterable[str], limit: int = 3) -> Tuple[List[str], int]:
     """Up to `limit` different words of `lines` that BERT's tokenizer makes [UNK], and how
     many such words there are in all."""
     found, count = [], 0
@@ -111,7 +112,7 @@ def unknown_words(tokenizer, lines, limit=3):
     return found, count
 
 
-def unknown_advice(tokenizer, words):
+def unknown_advice(tokenizer, words: Sequence[str]) -> str:
     """Why those words are [UNK] and what helps (a larger VOCAB_SIZE does not: the trainer
     keeps every character it keeps at any size)."""
     longest = tokenizer.wordpiece_tokenizer.max_input_chars_per_word
@@ -128,7 +129,7 @@ def unknown_advice(tokenizer, words):
             % (" ".join(missing[:10]), LIMIT_ALPHABET))
 
 
-def check_usable(vocab_path, data_dir):
+def check_usable(vocab_path: str, data_dir: str) -> Dict[str, int]:
     """A trained vocab must suit BERT's tokenizer: '##' continuation pieces in it, few [UNK]
     on its own corpus."""
     from transformers import BertTokenizer
@@ -154,7 +155,7 @@ def check_usable(vocab_path, data_dir):
     return {"sample_tokens": len(pieces), "unknown": unknown, "continuation": continuation}
 
 
-def size_note(tokens, vocab_size):
+def size_note(tokens: Sequence[str], vocab_size: int) -> str:
     """Why a trained vocab is not VOCAB_SIZE tokens long ("" when it is)."""
     if len(tokens) > vocab_size:
         # The trainer starts from every character of the corpus and its "##" form (so that no
@@ -172,7 +173,7 @@ def size_note(tokens, vocab_size):
     return ""
 
 
-def build(data_dir, vocab, vocab_size):
+def build(data_dir: str, vocab: str, vocab_size: int) -> None:
     target = paths.vocab_file(data_dir)
     if vocab == "mbert":
         tokens, source = mbert_tokens(), "%s's vocab" % MBERT
@@ -203,7 +204,7 @@ def build(data_dir, vocab, vocab_size):
     print("vocab: %s: %d tokens, from %s%s" % (target, len(tokens), source, report))
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--vocab", default=default("VOCAB"), help="mbert | train | path/to/vocab.txt")
