@@ -402,14 +402,14 @@ DYNAMICS_HPARAMS = {"model_size": "small", "do_lower_case": False, "vocab_size":
                     "model_hparam_overrides": {"hidden_size": 64, "num_hidden_layers": 2}}
 DYNAMICS_SEEDS = (1, 2, 3)
 DYNAMICS_LAST = 100             # a run's final loss: the mean of steps 401..500's losses
-# The bound on |mean of torch's final losses - mean of TF1's|. Six seeds per trainer gave a
-# standard deviation between seeds of 0.06-0.08 on both sides, and torch's mean 0.15 above
-# TF1's (24.92 against 24.78, a standard error of 0.04; docs/BENCHMARKS.md: a difference not
-# yet explained, 0.6% of the loss). TF1 is not bit-reproducible on the CPU (one seed moved
-# 0.14 between two runs), so the difference of two 3-seed means moves by about 0.08: 0.4
-# is 3 of those above the measured gap (a false alarm about once in 1,000 runs), and a shift
-# of 0.4 or more on top of it (1.6% of the loss) fails more often than not.
-DYNAMICS_TOLERANCE = 0.4
+# The bound on |mean of torch's final losses - mean of TF1's|. Six seeds per trainer give a
+# standard deviation between seeds of 0.07-0.11 on both sides, and the same mean within the
+# standard error (docs/BENCHMARKS.md). TF1 is not bit-reproducible on the CPU (one seed moved
+# 0.14 between two runs), so the difference of two 3-seed means moves by about 0.08: 0.25 is
+# 3 of those (a false alarm about once in 500 runs). Random draws of poor quality (one hash
+# round per element) put torch 0.15-0.21 above TF1; this bound fails that 25-45% of the time,
+# a shift of 0.3 more often than not; draws_k_apart_in_a_row (tests) sees the draws themselves.
+DYNAMICS_TOLERANCE = 0.25
 
 
 def final_loss(output: str, hparams: Mapping[str, Any]) -> Optional[float]:
@@ -443,8 +443,9 @@ def check_torch_dynamics(ctx: Context) -> Result:
     DYNAMICS_TOLERANCE of TF1's. What this tests: that 500 steps of the torch trainer reduce
     the loss as much as TF1's do. A wrong learning rate schedule, a missing clip, a broken
     sampler or a loss term off by a factor move the final loss by more than the bound;
-    differences below it are left to torch-forward and torch-step (the step itself to
-    1e-5) and torch-input (the data a run sees).
+    differences below it are left to torch-forward and torch-step (the step itself, to
+    STEP_TOLERANCE), torch-input (the data a run sees) and the draws' own test in
+    tests/test_torch_trainer.py.
     """
     data_dir = data_dir_with(ctx, "torch-dynamics-data", DYNAMICS_HPARAMS["max_seq_length"])
     if isinstance(data_dir, Result):
