@@ -166,14 +166,12 @@ from electra_torch import draws
 BINS, ROWS, LENGTH = 16, 1 << 15, 64
 report = {}
 for stream in (draws.MASK_POSITIONS, draws.MASK_KEEP, draws.GUMBEL):
+    bins = [np.floor(draws.uniform(draws.step_key(5, torch.tensor(step)), stream,
+                                   torch.arange(ROWS), (LENGTH,)).double().numpy()
+                     * BINS).astype(np.int64) for step in range(4)]          # 4 x [ROWS, LENGTH]
     for lag in (1, 2, 3, 4):
-        counts = np.zeros(BINS * BINS)
-        for step in range(4):
-            u = draws.uniform(draws.step_key(5, torch.tensor(step)), stream, torch.arange(ROWS),
-                              (LENGTH,)).double().numpy()
-            k = np.floor(u * BINS).astype(np.int64)
-            counts += np.bincount((k[:, :-lag] * BINS + k[:, lag:]).ravel(),
-                                  minlength=BINS * BINS)
+        counts = sum(np.bincount((k[:, :-lag] * BINS + k[:, lag:]).ravel(), minlength=BINS * BINS)
+                     for k in bins)
         expected = counts.sum() / counts.size
         chi2 = ((counts - expected) ** 2 / expected).sum()
         dof = counts.size - 1
